@@ -1,0 +1,29 @@
+//! Bindings generated from `wit/` by wit-bindgen. Policy authors use the
+//! re-exports at the crate root and the `export_*!` macros instead.
+
+/// The `predictor` world; it owns the shared `types` and `log` interfaces.
+pub mod predictor {
+    wit_bindgen::generate!({
+        world: "predictor",
+        path: "../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_predictor_world",
+        default_bindings_module: "wasm_autoscaler_guest::__bindings::predictor",
+    });
+}
+
+/// The `decider` world, reusing the predictor world's interface types so a
+/// policy author sees one `MetricForecast`, not two.
+pub mod decider {
+    wit_bindgen::generate!({
+        world: "decider",
+        path: "../wit",
+        with: {
+            "wasm-autoscaler:policy/types@0.1.0": crate::__bindings::predictor::wasm_autoscaler::policy::types,
+            "wasm-autoscaler:policy/log@0.1.0": crate::__bindings::predictor::wasm_autoscaler::policy::log,
+        },
+        pub_export_macro: true,
+        export_macro_name: "__export_decider_world",
+        default_bindings_module: "wasm_autoscaler_guest::__bindings::decider",
+    });
+}

@@ -1,0 +1,27 @@
+//! What ships inside the binary: the reference policies, built from
+//! `policies/` by `build.rs`, and a real traffic trace (`traces/`, with its
+//! provenance in `traces/README.md`).
+
+/// The `hpa` decider: the Kubernetes HPA replica rule.
+pub const HPA: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/policy_hpa.wasm"));
+/// The `ewma-trend` predictor.
+pub const EWMA_TREND: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/policy_ewma_trend.wasm"));
+/// The `forecast` decider.
+pub const FORECAST: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/policy_forecast.wasm"));
+
+/// The bundled policies by name, as `bundled:NAME` refers to them.
+pub const POLICIES: &[(&str, &[u8])] = &[
+    ("hpa", HPA),
+    ("ewma-trend", EWMA_TREND),
+    ("forecast", FORECAST),
+];
+
+/// The bundled policy called `name`.
+pub fn policy(name: &str) -> Option<&'static [u8]> {
+    POLICIES.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
+}
+
+/// File name of the bundled trace.
+pub const TRACE_NAME: &str = "wc98_1998-06-10_group-stage_60s.csv";
+/// The bundled trace: a week of the 1998 World Cup web site (see `traces/README.md`).
+pub const TRACE: &str = include_str!("../traces/wc98_1998-06-10_group-stage_60s.csv");

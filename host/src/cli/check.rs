@@ -1,0 +1,66 @@
+//! `wasm-autoscaler check`: is this file a policy component, and does it work?
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use super::SandboxArgs;
+use crate::runtime::{synthetic, InstanceMode, World};
+
+/// Arguments of `check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The component to check.
+    file: PathBuf,
+    /// The policy's configuration as JSON (as in the autoscaler spec).
+    #[arg(long, default_value = "")]
+    config: String,
+}
+
+pub fn run(args: CheckArgs, sandbox: &SandboxArgs) -> Result<()> {
+    let shown = args.file.display().to_string();
+    let bytes = std::fs::read(&args.file).with_context(|| format!("cannot read {shown}"))?;
+    let runtime = sandbox.runtime(InstanceMode::PerCall)?;
+    let policy = runtime.load(&bytes).with_context(|| shown.clone())?;
+    let info = policy.info();
+    println!(
+        "{shown}: {} component, {} bytes, {}",
+        info.world, info.size, info.digest
+    );
+    println!("  imports: {}", info.imports.join(", "));
+    println!("  exports: {}", info.exports.join(", "));
+
+    policy
+        .instantiate()
+        .and_then(|mut i| i.validate_config(&args.config))
+        .with_context(|| format!("{shown}: validate-config"))?;
+    println!("  validate-config: ok");
+
+    let mut instance = policy.instantiate().with_context(|| shown.clone())?;
+    match info.world {
+        World::Predictor => {
+            let response = instance
+                .forecast(&synthetic::forecast_request(240, &args.config))
+                .with_context(|| format!("{shown}: smoke call of forecast"))?;
+            let points: usize = response.forecasts.iter().map(|f| f.points.len()).sum();
+            println!(
+                "  smoke call: forecast returned {} metric(s), {points} point(s)",
+                response.forecasts.len()
+            );
+        }
+        World::Decider => {
+            let decision = instance
+                .decide(&synthetic::decide_request(
+                    &args.config,
+                    synthetic::forecast_of_rps(),
+                ))
+                .with_context(|| format!("{shown}: smoke call of decide"))?;
+            println!(
+                "  smoke call: decide → {} replicas ({})",
+                decision.desired_replicas, decision.reason
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,116 @@
+//! `wasm-autoscaler simulate`: replay a trace through several set-ups.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+use super::SandboxArgs;
+use crate::bundled;
+use crate::runtime::InstanceMode;
+use crate::sim::{self, setup, SimParams, Trace};
+
+/// Arguments of `simulate`.
+#[derive(Debug, Args, Default)]
+pub struct SimulateArgs {
+    /// Trace CSV (`t_seconds,rps`); the bundled World Cup 1998 week when absent.
+    #[arg(long)]
+    trace: Option<PathBuf>,
+    /// JSON file of set-ups to compare; the bundled set-ups when absent. The HPA baseline is always included.
+    #[arg(long)]
+    setups: Option<PathBuf>,
+    /// Requests per second one pod serves; by default the trace's peak / 40.
+    #[arg(long)]
+    capacity: Option<f64>,
+    /// Seconds from pod creation until it serves.
+    #[arg(long, default_value_t = 60)]
+    startup: u64,
+    /// Seconds between evaluations.
+    #[arg(long, default_value_t = 15)]
+    interval: u64,
+    /// Pods at the start; by default enough for the first load at 70% utilization.
+    #[arg(long)]
+    initial_replicas: Option<u32>,
+    #[arg(long, default_value_t = 1)]
+    min_replicas: u32,
+    #[arg(long, default_value_t = 100)]
+    max_replicas: u32,
+    /// Samples of history kept per metric.
+    #[arg(long, default_value_t = 240)]
+    history: usize,
+    /// Utilization of ready capacity above which a second violates the SLO.
+    #[arg(long, default_value_t = 0.9)]
+    slo_utilization: f64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Also draw load, ready capacity and replicas over time to this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+}
+
+pub fn run(args: SimulateArgs, sandbox: &SandboxArgs) -> Result<()> {
+    let trace = match &args.trace {
+        Some(path) => Trace::from_file(path)?,
+        None => Trace::parse(bundled::TRACE_NAME, bundled::TRACE).context("the bundled trace")?,
+    };
+    let params = params(&args, &trace)?;
+    let runtime = sandbox.runtime(InstanceMode::PerTarget)?;
+    let setups = match &args.setups {
+        Some(path) => setup::from_file(&runtime, &params, path)?,
+        None => setup::bundled(&runtime, &params)?,
+    };
+    let report = sim::compare(&trace, &params, &setups);
+    if let Some(path) = &args.plot {
+        std::fs::write(path, sim::render_svg(&report))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_table());
+        if let Some(path) = &args.plot {
+            println!("\nplot written to {}", path.display());
+        }
+    }
+    Ok(())
+}
+
+fn params(args: &SimulateArgs, trace: &Trace) -> Result<SimParams> {
+    let capacity = args
+        .capacity
+        .unwrap_or_else(|| (trace.peak() / 40.0).max(0.01));
+    if !(capacity.is_finite() && capacity > 0.0) {
+        bail!("--capacity must be a positive number of requests per second, got {capacity}");
+    }
+    if args.min_replicas > args.max_replicas {
+        bail!(
+            "--min-replicas ({}) is above --max-replicas ({})",
+            args.min_replicas,
+            args.max_replicas
+        );
+    }
+    if !(args.slo_utilization > 0.0 && args.slo_utilization <= 1.0) {
+        bail!(
+            "--slo-utilization must be in (0, 1], got {}",
+            args.slo_utilization
+        );
+    }
+    if args.interval == 0 {
+        bail!("--interval must be at least 1 second");
+    }
+    let initial = args
+        .initial_replicas
+        .unwrap_or_else(|| (trace.rps_at(0) / (capacity * 0.7)).ceil() as u32)
+        .clamp(args.min_replicas, args.max_replicas);
+    Ok(SimParams {
+        capacity_per_pod: (capacity * 1000.0).round() / 1000.0,
+        startup_seconds: args.startup,
+        initial_replicas: initial,
+        min_replicas: args.min_replicas,
+        max_replicas: args.max_replicas,
+        interval_seconds: args.interval,
+        history_len: args.history.max(2),
+        slo_utilization: args.slo_utilization,
+    })
+}

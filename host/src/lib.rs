@@ -1,0 +1,16 @@
+//! wasm-autoscaler: a Kubernetes autoscaler whose forecasting and scaling
+//! decisions are WebAssembly components.
+//!
+//! The tick pipeline ([`pipeline`]) reads metrics, asks the policies
+//! ([`runtime`]) for a forecast and a decision, and lets the [`safety`] layer
+//! bound what is applied. The offline replay ([`sim`]) runs that same
+//! pipeline against a simulated target.
+
+#![forbid(unsafe_code)]
+
+pub mod bundled;
+pub mod cli;
+pub mod pipeline;
+pub mod runtime;
+pub mod safety;
+pub mod sim;

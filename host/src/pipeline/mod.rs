@@ -1,0 +1,338 @@
+//! The tick pipeline, the same in the operator, the offline replay and the
+//! benchmarks: observation → history → predictor → decider → safety layer.
+//! Only where observations come from and what applies the verdict differ.
+
+mod history;
+
+pub use history::Histories;
+
+use crate::runtime::bindings::{
+    DecideRequest, ForecastRequest, MetricForecast, MetricValue, TargetState,
+};
+use crate::runtime::{Policy, RuntimeError, Session};
+use crate::safety::{Behavior, Limit, Proposal, SafetyLayer, Verdict};
+
+/// Most bytes of opaque policy state kept between calls.
+pub const MAX_STATE_BYTES: usize = 64 << 10;
+/// Most bytes of a decision's reason kept for status and events.
+pub const MAX_REASON_BYTES: usize = 1024;
+/// Most forecast points accepted per metric.
+pub const MAX_FORECAST_POINTS: usize = 10_000;
+
+/// A policy and its configuration, as a target uses it.
+#[derive(Clone)]
+pub struct PolicySpec {
+    pub policy: Policy,
+    /// The policy's JSON configuration, as text.
+    pub config: String,
+}
+
+/// Everything that shapes one target's evaluations.
+#[derive(Clone)]
+pub struct TargetSpec {
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+    /// Time between evaluations; also the step of forecasts.
+    pub interval_ms: u64,
+    /// Pods younger than this count as warming; predictors forecast at least this far ahead.
+    pub warmup_ms: u64,
+    /// Samples kept per metric for predictors.
+    pub history_len: usize,
+    /// The metrics the target is evaluated on.
+    pub metrics: Vec<String>,
+    pub predictor: Option<PolicySpec>,
+    pub decider: PolicySpec,
+    pub behavior: Behavior,
+}
+
+/// What the host observed about a target at one tick.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    pub now_ms: u64,
+    /// Replicas the workload is asked to run.
+    pub current_replicas: u32,
+    /// Ready replicas past their warm-up.
+    pub ready_replicas: u32,
+    /// Replicas starting or warming up.
+    pub warming_replicas: u32,
+    /// The latest value of each metric; `None` when unavailable.
+    pub metrics: Vec<(String, Option<f64>)>,
+}
+
+/// What one evaluation produced.
+#[derive(Debug, Clone)]
+pub struct TickReport {
+    pub now_ms: u64,
+    pub current_replicas: u32,
+    /// The decider's proposal before the safety layer.
+    pub proposal: Proposal,
+    /// The decider's reason, or why there is no decision.
+    pub reason: String,
+    /// What the safety layer lets through.
+    pub verdict: Verdict,
+    /// The predictor's forecasts (empty without a predictor or when it failed).
+    pub forecasts: Vec<MetricForecast>,
+    /// Why the predictor gave nothing usable, if it failed.
+    pub predictor_error: Option<String>,
+}
+
+impl TickReport {
+    /// Whether the verdict changes the replica count.
+    pub fn scales(&self) -> bool {
+        self.verdict.replicas != self.current_replicas
+    }
+}
+
+/// Applies a verdict to the target (the Kubernetes scale subresource, or the simulator).
+pub trait Actuator {
+    /// The error when scaling failed.
+    type Error: std::fmt::Display;
+    /// Sets the target's replica count.
+    fn scale(&mut self, replicas: u32) -> Result<(), Self::Error>;
+}
+
+/// The evaluation state of one target: its policy sessions, histories,
+/// policy state bytes and safety state.
+pub struct Pipeline {
+    spec: TargetSpec,
+    predictor: Option<Session>,
+    decider: Session,
+    histories: Histories,
+    safety: SafetyLayer,
+    predictor_state: Option<Vec<u8>>,
+    decider_state: Option<Vec<u8>>,
+}
+
+impl Pipeline {
+    /// A pipeline for one target.
+    pub fn new(spec: TargetSpec) -> Self {
+        Pipeline {
+            predictor: spec
+                .predictor
+                .as_ref()
+                .map(|p| Session::new(p.policy.clone())),
+            decider: Session::new(spec.decider.policy.clone()),
+            histories: Histories::new(spec.history_len, spec.metrics.iter().cloned()),
+            safety: SafetyLayer::new(spec.behavior.clone(), spec.min_replicas, spec.max_replicas),
+            predictor_state: None,
+            decider_state: None,
+            spec,
+        }
+    }
+
+    /// The target's settings.
+    pub fn spec(&self) -> &TargetSpec {
+        &self.spec
+    }
+
+    /// Evaluates one tick: records the metrics, forecasts, decides and bounds
+    /// the decision. Nothing is applied; see [`Pipeline::tick`].
+    pub fn evaluate(&mut self, obs: &Observation) -> TickReport {
+        let metrics = sanitize(&obs.metrics);
+        for (name, value) in &metrics {
+            self.histories.push(name, obs.now_ms, *value);
+        }
+        let (forecasts, predictor_error) = match self.forecast(obs) {
+            Ok(f) => (f, None),
+            Err(e) => {
+                tracing::warn!(error = %e, "predictor failed; deciding without a forecast");
+                (Vec::new(), Some(e))
+            }
+        };
+        let (proposal, reason) = match self.decide(obs, &metrics, &forecasts) {
+            Ok((desired, reason)) => (Proposal::Desired(desired), reason),
+            Err(e) => (Proposal::Failed(e.clone()), e),
+        };
+        let verdict = self
+            .safety
+            .evaluate(obs.now_ms, obs.current_replicas, &proposal);
+        if let Proposal::Desired(d) = proposal {
+            if verdict.limits.contains(&Limit::HeldOnFailure) {
+                tracing::warn!(
+                    desired = d,
+                    limit = self.safety.absurd_limit(),
+                    "decision rejected as absurd"
+                );
+            }
+        }
+        TickReport {
+            now_ms: obs.now_ms,
+            current_replicas: obs.current_replicas,
+            proposal,
+            reason,
+            verdict,
+            forecasts,
+            predictor_error,
+        }
+    }
+
+    /// Records that the verdict of the tick at `now_ms` was applied.
+    pub fn record_action(&mut self, now_ms: u64) {
+        self.safety.record_action(now_ms);
+    }
+
+    /// Evaluates one tick and applies the verdict through `actuator`.
+    pub fn tick<A: Actuator>(
+        &mut self,
+        obs: &Observation,
+        actuator: &mut A,
+    ) -> Result<TickReport, A::Error> {
+        let report = self.evaluate(obs);
+        if report.scales() {
+            actuator.scale(report.verdict.replicas)?;
+            self.record_action(obs.now_ms);
+        }
+        Ok(report)
+    }
+
+    fn forecast(&mut self, obs: &Observation) -> Result<Vec<MetricForecast>, String> {
+        let (Some(session), Some(spec)) = (self.predictor.as_mut(), self.spec.predictor.as_ref())
+        else {
+            return Ok(Vec::new());
+        };
+        let request = ForecastRequest {
+            now_ms: obs.now_ms as f64,
+            horizon_ms: self.spec.warmup_ms.max(self.spec.interval_ms) as f64,
+            step_ms: self.spec.interval_ms as f64,
+            histories: self.histories.to_wit(),
+            config: spec.config.clone(),
+            state: self.predictor_state.clone(),
+        };
+        let response = session
+            .with(|i| i.forecast(&request))
+            .map_err(|e| describe(&e))?;
+        for f in &response.forecasts {
+            if f.points.len() > MAX_FORECAST_POINTS {
+                return Err(format!(
+                    "forecast of `{}` has {} points (most {MAX_FORECAST_POINTS})",
+                    f.name,
+                    f.points.len()
+                ));
+            }
+            if let Some(p) = f
+                .points
+                .iter()
+                .find(|p| !p.value.is_finite() || !p.time_ms.is_finite())
+            {
+                return Err(format!(
+                    "forecast of `{}` holds a non-finite value ({}) at {}",
+                    f.name, p.value, p.time_ms
+                ));
+            }
+        }
+        self.predictor_state = keep_state(response.state, "predictor");
+        Ok(response.forecasts)
+    }
+
+    fn decide(
+        &mut self,
+        obs: &Observation,
+        metrics: &[(String, Option<f64>)],
+        forecasts: &[MetricForecast],
+    ) -> Result<(u32, String), String> {
+        let request = DecideRequest {
+            target: TargetState {
+                now_ms: obs.now_ms as f64,
+                current_replicas: obs.current_replicas,
+                ready_replicas: obs.ready_replicas,
+                warming_replicas: obs.warming_replicas,
+                min_replicas: self.spec.min_replicas,
+                max_replicas: self.spec.max_replicas,
+            },
+            metrics: metrics
+                .iter()
+                .map(|(name, value)| MetricValue {
+                    name: name.clone(),
+                    value: *value,
+                })
+                .collect(),
+            forecasts: forecasts.to_vec(),
+            config: self.spec.decider.config.clone(),
+            state: self.decider_state.clone(),
+        };
+        let decision = self
+            .decider
+            .with(|i| i.decide(&request))
+            .map_err(|e| describe(&e))?;
+        self.decider_state = keep_state(decision.state, "decider");
+        Ok((
+            decision.desired_replicas,
+            truncate(decision.reason, MAX_REASON_BYTES),
+        ))
+    }
+}
+
+/// NaN, infinite and negative values are unavailable, never a number to scale on.
+fn sanitize(metrics: &[(String, Option<f64>)]) -> Vec<(String, Option<f64>)> {
+    metrics
+        .iter()
+        .map(|(name, v)| {
+            let valid = v.filter(|x| x.is_finite() && *x >= 0.0);
+            if v.is_some() && valid.is_none() {
+                tracing::warn!(metric = %name, value = ?v, "invalid metric value treated as unavailable");
+            }
+            (name.clone(), valid)
+        })
+        .collect()
+}
+
+fn keep_state(state: Option<Vec<u8>>, who: &str) -> Option<Vec<u8>> {
+    match state {
+        Some(s) if s.len() > MAX_STATE_BYTES => {
+            tracing::warn!(
+                policy = who,
+                bytes = s.len(),
+                max = MAX_STATE_BYTES,
+                "policy state over the cap was dropped"
+            );
+            None
+        }
+        other => other,
+    }
+}
+
+fn describe(e: &RuntimeError) -> String {
+    e.to_string()
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_values_become_unavailable() {
+        let m = vec![
+            ("a".to_string(), Some(f64::NAN)),
+            ("b".to_string(), Some(-1.0)),
+            ("c".to_string(), Some(f64::INFINITY)),
+            ("d".to_string(), Some(2.5)),
+            ("e".to_string(), None),
+        ];
+        let s: Vec<_> = sanitize(&m).into_iter().map(|(_, v)| v).collect();
+        assert_eq!(s, [None, None, None, Some(2.5), None]);
+    }
+
+    #[test]
+    fn truncation_respects_char_boundaries() {
+        assert_eq!(truncate("ééé".into(), 3), "é…");
+        assert_eq!(truncate("abc".into(), 3), "abc");
+    }
+
+    #[test]
+    fn oversized_state_is_dropped() {
+        assert_eq!(keep_state(Some(vec![0; MAX_STATE_BYTES + 1]), "x"), None);
+        assert_eq!(keep_state(Some(vec![1]), "x"), Some(vec![1]));
+    }
+}

@@ -1,0 +1,56 @@
+//! Errors of loading and calling policy components.
+
+use std::time::Duration;
+
+/// Why a component could not be loaded or a policy call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The bytes are not a WebAssembly binary at all.
+    #[error("not a WebAssembly component: the file does not start with the `\\0asm` header")]
+    NotWasm,
+    /// The bytes are a core Wasm module, which cannot carry the WIT contract.
+    #[error("a core WebAssembly module, not a component: build it for wasm32-wasip2 or wrap it with `wasm-tools component new`")]
+    CoreModule,
+    /// The component failed validation or compilation.
+    #[error("invalid component: {0}")]
+    Compile(String),
+    /// The component imports something the sandbox does not provide.
+    #[error("component imports `{0}`, which the host does not provide (policies get only WASI and `wasm-autoscaler:policy/log`)")]
+    UnsupportedImport(String),
+    /// The component does not export a policy world, or exports it with the wrong types.
+    #[error("component does not implement a policy world: {0}")]
+    WrongWorld(String),
+    /// The policy ran past its deadline and was interrupted.
+    #[error("policy call exceeded its deadline of {0:?}")]
+    Timeout(Duration),
+    /// The policy tried to grow its memory past the cap.
+    #[error("policy exceeded its memory cap of {0} bytes")]
+    MemoryCap(usize),
+    /// The policy trapped (a bug in the policy).
+    #[error("policy trapped: {0}")]
+    Trap(String),
+    /// The policy answered with an error of its own.
+    #[error("policy returned an error: {0}")]
+    Policy(String),
+    /// The policy rejected its configuration.
+    #[error("invalid policy config: {0}")]
+    Config(String),
+}
+
+impl RuntimeError {
+    /// A stable, low-cardinality name for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RuntimeError::NotWasm => "not_wasm",
+            RuntimeError::CoreModule => "core_module",
+            RuntimeError::Compile(_) => "compile",
+            RuntimeError::UnsupportedImport(_) => "unsupported_import",
+            RuntimeError::WrongWorld(_) => "wrong_world",
+            RuntimeError::Timeout(_) => "timeout",
+            RuntimeError::MemoryCap(_) => "memory_cap",
+            RuntimeError::Trap(_) => "trap",
+            RuntimeError::Policy(_) => "policy_error",
+            RuntimeError::Config(_) => "invalid_config",
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! The WebAssembly runtime: one shared wasmtime [`Engine`], components
+//! compiled once per sha256 digest, and sandboxed policy instances with a
+//! per-call deadline and a memory cap.
+//!
+//! Instance lifetime (see `docs/benchmarks.md` for the numbers behind it):
+//! an instance serves one target and is reused for that target's ticks while
+//! its calls succeed; after any failed call (trap, timeout, memory cap) it is
+//! dropped and the next call gets a fresh one. Targets never share an
+//! instance. [`InstanceMode::PerCall`] gives every call a fresh instance.
+
+pub mod bindings;
+mod error;
+mod policy;
+mod sandbox;
+pub mod synthetic;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::thread;
+use std::time::Duration;
+
+use sha2::{Digest as _, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::Engine;
+
+pub use error::RuntimeError;
+pub use policy::{Instance, InstanceMode, Policy, PolicyInfo, Session, World};
+pub use sandbox::{GuestLine, Limits};
+
+use sandbox::Sandbox;
+
+/// How often the epoch advances; deadlines are rounded up to it.
+const EPOCH_TICK: Duration = Duration::from_millis(2);
+
+/// Settings of the runtime, with safe defaults.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Longest a single policy call may run before it is interrupted.
+    pub deadline: Duration,
+    /// Memory, table and output caps per instance.
+    pub limits: Limits,
+    /// Whether instances are reused per target or made fresh for each call.
+    pub instance_mode: InstanceMode,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            deadline: Duration::from_millis(50),
+            limits: Limits::default(),
+            instance_mode: InstanceMode::PerTarget,
+        }
+    }
+}
+
+/// A sha256 digest of a component's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest(pub [u8; 32]);
+
+impl Digest {
+    /// The digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        Digest(Sha256::digest(bytes).into())
+    }
+
+    /// Lowercase hex, as `sha256sum` prints it.
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// The first 12 hex digits, for logs.
+    pub fn short(&self) -> String {
+        self.hex()[..12].to_string()
+    }
+}
+
+impl std::fmt::Display for Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "sha256:{}", self.hex())
+    }
+}
+
+/// The shared engine, linker and compile cache. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<Sandbox>,
+    config: RuntimeConfig,
+    compiled: Mutex<HashMap<Digest, Component>>,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Runtime {
+    /// Creates the engine and starts the epoch ticker that enforces deadlines.
+    pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        let mut wasm = wasmtime::Config::new();
+        wasm.wasm_component_model(true);
+        wasm.epoch_interruption(true);
+        let engine = Engine::new(&wasm).map_err(|e| RuntimeError::Compile(e.to_string()))?;
+
+        let mut linker = Linker::<Sandbox>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| RuntimeError::Compile(format!("linking WASI: {e}")))?;
+        bindings::predictor::wasm_autoscaler::policy::log::add_to_linker::<_, HasSelf<Sandbox>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(|e| RuntimeError::Compile(format!("linking log: {e}")))?;
+
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        let inner = Arc::new(Inner {
+            engine,
+            linker,
+            config,
+            compiled: Mutex::new(HashMap::new()),
+            stop_ticker: stop_ticker.clone(),
+        });
+        spawn_epoch_ticker(Arc::downgrade(&inner), stop_ticker);
+        Ok(Runtime { inner })
+    }
+
+    /// The runtime's settings.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.inner.config
+    }
+
+    /// The number of epoch ticks a call may run for.
+    fn deadline_ticks(&self) -> u64 {
+        let tick = EPOCH_TICK.as_micros();
+        (self.inner.config.deadline.as_micros().div_ceil(tick) as u64).max(1) + 1
+    }
+
+    /// Compiles `bytes`, or takes the compiled component from the cache when
+    /// the same digest was compiled before, and links it against the sandbox.
+    pub fn load(&self, bytes: &[u8]) -> Result<Policy, RuntimeError> {
+        let digest = Digest::of(bytes);
+        let component = self.compile(digest, bytes)?;
+        Policy::new(self.clone(), digest, bytes.len(), component)
+    }
+
+    /// Compiles a component, caching the result by digest.
+    pub fn compile(&self, digest: Digest, bytes: &[u8]) -> Result<Component, RuntimeError> {
+        if let Some(c) = self.cached(&digest) {
+            return Ok(c);
+        }
+        check_header(bytes)?;
+        let component = Component::new(&self.inner.engine, bytes)
+            .map_err(|e| RuntimeError::Compile(format!("{e:#}")))?;
+        self.inner
+            .compiled
+            .lock()
+            .expect("compile cache lock")
+            .insert(digest, component.clone());
+        Ok(component)
+    }
+
+    /// The compiled component for `digest`, if it is cached.
+    pub fn cached(&self, digest: &Digest) -> Option<Component> {
+        self.inner
+            .compiled
+            .lock()
+            .expect("compile cache lock")
+            .get(digest)
+            .cloned()
+    }
+
+    /// Drops every cached compilation (benchmarks use this to measure a cold compile).
+    pub fn clear_cache(&self) {
+        self.inner
+            .compiled
+            .lock()
+            .expect("compile cache lock")
+            .clear();
+    }
+
+    fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    fn linker(&self) -> &Linker<Sandbox> {
+        &self.inner.linker
+    }
+}
+
+/// Tells a text file or a core module from a component before wasmtime does,
+/// because its own messages for these are cryptic.
+fn check_header(bytes: &[u8]) -> Result<(), RuntimeError> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(RuntimeError::NotWasm);
+    }
+    // Bytes 4..8: a core module has version 1 and layer 0; a component has layer 1.
+    if bytes[6..8] == [0, 0] {
+        return Err(RuntimeError::CoreModule);
+    }
+    Ok(())
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until the runtime is dropped.
+fn spawn_epoch_ticker(runtime: Weak<Inner>, stop: Arc<AtomicBool>) {
+    let engine = match runtime.upgrade() {
+        Some(inner) => inner.engine.weak(),
+        None => return,
+    };
+    thread::Builder::new()
+        .name("wasm-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                thread::sleep(EPOCH_TICK);
+                match engine.upgrade() {
+                    Some(e) => e.increment_epoch(),
+                    None => return,
+                }
+            }
+        })
+        .expect("spawning the epoch ticker thread");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_check_names_the_problem() {
+        assert!(matches!(
+            check_header(b"hello world"),
+            Err(RuntimeError::NotWasm)
+        ));
+        let core = wat::parse_str("(module)").unwrap();
+        assert!(matches!(check_header(&core), Err(RuntimeError::CoreModule)));
+    }
+
+    #[test]
+    fn deadline_rounds_up_to_whole_ticks() {
+        let rt = Runtime::new(RuntimeConfig {
+            deadline: Duration::from_millis(5),
+            ..RuntimeConfig::default()
+        })
+        .unwrap();
+        assert_eq!(rt.deadline_ticks(), 4);
+    }
+
+    #[test]
+    fn digest_prints_like_sha256sum() {
+        assert_eq!(
+            Digest::of(b"").hex(),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+}

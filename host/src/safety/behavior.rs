@@ -1,0 +1,144 @@
+//! The `behavior` settings of an autoscaler: how fast, how often and after
+//! how long it may change a target, and what it does when policies fail.
+//! The JSON shape here is the one the `WasmAutoscaler` spec uses.
+
+use serde::{Deserialize, Serialize};
+
+/// Limits on scaling, shared by every policy of a target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct Behavior {
+    pub scale_up: DirectionRules,
+    pub scale_down: DirectionRules,
+    /// At most this many scale actions within a sliding window; unlimited when absent.
+    pub max_actions: Option<ActionWindow>,
+    pub fallback: Fallback,
+}
+
+impl Default for Behavior {
+    /// The Kubernetes HPA's default behavior: scale up at once by up to
+    /// max(4 pods, 100%) per action, scale down after a 300 s window.
+    fn default() -> Self {
+        Behavior {
+            scale_up: DirectionRules {
+                stabilization_seconds: 0,
+                max_step_pods: Some(4),
+                max_step_percent: Some(100.0),
+            },
+            scale_down: DirectionRules {
+                stabilization_seconds: 300,
+                max_step_pods: None,
+                max_step_percent: Some(100.0),
+            },
+            max_actions: None,
+            fallback: Fallback::default(),
+        }
+    }
+}
+
+impl Behavior {
+    /// No stabilization and no step or action limits (tests and experiments).
+    pub fn unrestricted() -> Self {
+        Behavior {
+            scale_up: DirectionRules::default(),
+            scale_down: DirectionRules::default(),
+            max_actions: None,
+            fallback: Fallback::default(),
+        }
+    }
+
+    /// Checks the settings, naming the first bad field.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, rules) in [("scaleUp", &self.scale_up), ("scaleDown", &self.scale_down)] {
+            if let Some(p) = rules.max_step_percent {
+                if !(p.is_finite() && p > 0.0) {
+                    return Err(format!(
+                        "behavior.{name}.maxStepPercent must be > 0, got {p}"
+                    ));
+                }
+            }
+            if rules.max_step_pods == Some(0) {
+                return Err(format!("behavior.{name}.maxStepPods must be ≥ 1"));
+            }
+        }
+        if let Some(w) = &self.max_actions {
+            if w.count == 0 || w.window_seconds == 0 {
+                return Err("behavior.maxActions needs count ≥ 1 and windowSeconds ≥ 1".into());
+            }
+        }
+        if self.fallback.after_failures == 0 {
+            return Err("behavior.fallback.afterFailures must be ≥ 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Rules for one direction of scaling.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct DirectionRules {
+    /// The decision applied is the least extreme one seen within this many seconds.
+    pub stabilization_seconds: u64,
+    /// One action may add or remove at most this many pods…
+    pub max_step_pods: Option<u32>,
+    /// …or this percentage of the current replicas, whichever allows more.
+    pub max_step_percent: Option<f64>,
+}
+
+impl DirectionRules {
+    pub(super) fn stabilization_ms(&self) -> u64 {
+        self.stabilization_seconds.saturating_mul(1000)
+    }
+
+    /// Most pods one scale-up from `current` may add; `None` for no limit.
+    pub(super) fn max_step_up(&self, current: u32) -> Option<u32> {
+        let by_percent = self
+            .max_step_percent
+            .map(|p| (f64::from(current) * p / 100.0).ceil() as u32);
+        max_of(self.max_step_pods, by_percent)
+    }
+
+    /// Most pods one scale-down from `current` may remove; `None` for no limit.
+    pub(super) fn max_step_down(&self, current: u32) -> Option<u32> {
+        // As HPA: a percent policy keeps at least ceil(current × (1 − p)).
+        let by_percent = self.max_step_percent.map(|p| {
+            let keep = (f64::from(current) * (1.0 - p / 100.0)).ceil().max(0.0) as u32;
+            current.saturating_sub(keep)
+        });
+        max_of(self.max_step_pods, by_percent)
+    }
+}
+
+fn max_of(a: Option<u32>, b: Option<u32>) -> Option<u32> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// A cap on scale actions within a sliding window ("at most 3 changes a minute").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ActionWindow {
+    pub count: u32,
+    pub window_seconds: u64,
+}
+
+/// What happens after consecutive failed evaluations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct Fallback {
+    /// How many failed evaluations in a row trigger the fallback.
+    pub after_failures: u32,
+    /// Scale to this many replicas (within bounds and step limits); hold when absent.
+    pub replicas: Option<u32>,
+}
+
+impl Default for Fallback {
+    fn default() -> Self {
+        Fallback {
+            after_failures: 3,
+            replicas: None,
+        }
+    }
+}

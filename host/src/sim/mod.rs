@@ -1,0 +1,131 @@
+//! The offline replay: a real traffic trace through the same pipeline the
+//! operator runs, against a simulated target, several set-ups side by side.
+
+mod plot;
+mod report;
+pub mod setup;
+mod target;
+mod trace;
+
+pub use plot::render_svg;
+pub use report::{Report, SetupResult, Summary};
+pub use setup::{Setup, SetupError};
+pub use target::SimulatedTarget;
+pub use trace::{Trace, TraceError};
+
+use serde::Serialize;
+
+use crate::pipeline::{Observation, Pipeline, TargetSpec};
+use crate::safety::Proposal;
+
+/// The simulated target and how it is measured.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SimParams {
+    /// Requests per second one pod serves at 100% utilization.
+    pub capacity_per_pod: f64,
+    /// Seconds from a pod's creation until it serves.
+    pub startup_seconds: u64,
+    /// Pods at the start of the trace, all ready.
+    pub initial_replicas: u32,
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+    /// Seconds between evaluations.
+    pub interval_seconds: u64,
+    /// Samples of history kept per metric.
+    pub history_len: usize,
+    /// Utilization of ready capacity above which a second counts as an SLO violation.
+    pub slo_utilization: f64,
+}
+
+/// The metrics the simulator publishes to policies each tick.
+pub const METRICS: [&str; 2] = ["rps", "utilization"];
+
+/// One point of a set-up's time series, taken at every tick.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Point {
+    pub t_s: u64,
+    pub load_rps: f64,
+    pub ready_capacity_rps: f64,
+    pub replicas: u32,
+}
+
+/// Replays `trace` through one set-up.
+pub fn run(trace: &Trace, params: &SimParams, setup: &Setup) -> SetupResult {
+    let interval = params.interval_seconds.max(1);
+    let mut pipeline = Pipeline::new(TargetSpec {
+        min_replicas: params.min_replicas,
+        max_replicas: params.max_replicas,
+        interval_ms: interval * 1000,
+        warmup_ms: params.startup_seconds * 1000,
+        history_len: params.history_len,
+        metrics: METRICS.iter().map(|m| m.to_string()).collect(),
+        predictor: setup.predictor.clone(),
+        decider: setup.decider.clone(),
+        behavior: setup.behavior.clone(),
+    });
+    let mut target = SimulatedTarget::new(params.initial_replicas, params.startup_seconds);
+    let mut summary = Summary::new(&setup.name);
+    let mut series = Vec::new();
+    let (mut window_sum, mut window_len) = (0.0, 0u64);
+
+    for t in 0..trace.duration_s() {
+        if t % interval == 0 {
+            // Policies see the mean load of the interval that just ended, as a
+            // rate over a scrape window would show it; never the future.
+            let rps = if window_len > 0 {
+                window_sum / window_len as f64
+            } else {
+                trace.rps_at(0)
+            };
+            (window_sum, window_len) = (0.0, 0);
+            let ready = target.ready(t);
+            let utilization =
+                (ready > 0).then(|| rps / (f64::from(ready) * params.capacity_per_pod));
+            let obs = Observation {
+                now_ms: t * 1000,
+                current_replicas: target.replicas(),
+                ready_replicas: ready,
+                warming_replicas: target.replicas() - ready,
+                metrics: vec![
+                    ("rps".into(), Some(rps)),
+                    ("utilization".into(), utilization),
+                ],
+            };
+            target.set_now(t);
+            let report = match pipeline.tick(&obs, &mut target) {
+                Ok(r) => r,
+                Err(never) => match never {},
+            };
+            summary.record_tick(&report, matches!(report.proposal, Proposal::Failed(_)));
+            series.push(Point {
+                t_s: t,
+                load_rps: trace.rps_at(t),
+                ready_capacity_rps: f64::from(target.ready(t)) * params.capacity_per_pod,
+                replicas: target.replicas(),
+            });
+        }
+        let load = trace.rps_at(t);
+        window_sum += load;
+        window_len += 1;
+        let capacity = f64::from(target.ready(t)) * params.capacity_per_pod;
+        summary.record_second(load, capacity, params.slo_utilization, target.replicas());
+    }
+    summary.finish(trace.duration_s());
+    SetupResult { summary, series }
+}
+
+/// Replays `trace` through every set-up, each on its own thread.
+pub fn compare(trace: &Trace, params: &SimParams, setups: &[Setup]) -> Report {
+    let results: Vec<SetupResult> = std::thread::scope(|scope| {
+        let handles: Vec<_> = setups
+            .iter()
+            .map(|s| scope.spawn(move || run(trace, params, s)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a simulation thread panicked"))
+            .collect()
+    });
+    Report::new(trace, params, results)
+}

@@ -1,0 +1,222 @@
+//! Policy set-ups to compare: the bundled ones, and set-ups read from a JSON file.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::bundled;
+use crate::pipeline::PolicySpec;
+use crate::runtime::{Runtime, RuntimeError, World};
+use crate::safety::Behavior;
+
+use super::SimParams;
+
+/// The name of the HPA baseline set-up, which every comparison includes.
+pub const BASELINE: &str = "hpa";
+
+/// One way of autoscaling the simulated target.
+#[derive(Clone)]
+pub struct Setup {
+    pub name: String,
+    pub predictor: Option<PolicySpec>,
+    pub decider: PolicySpec,
+    pub behavior: Behavior,
+}
+
+/// Why a set-up could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+    #[error("set-up `{setup}`: {policy}: {source}")]
+    Policy {
+        setup: String,
+        policy: String,
+        source: RuntimeError,
+    },
+    #[error("set-up `{setup}`: {message}")]
+    Setup { setup: String, message: String },
+}
+
+/// The bundled set-ups: the HPA baseline, a reactive throughput sizer, and
+/// the predictive `ewma-trend` + `forecast` pair.
+pub fn bundled(runtime: &Runtime, params: &SimParams) -> Result<Vec<Setup>, SetupError> {
+    let load = |setup: &str, name: &str, config: String| -> Result<PolicySpec, SetupError> {
+        let bytes = bundled::policy(name).expect("bundled policy names are fixed");
+        let policy = runtime.load(bytes).map_err(|source| SetupError::Policy {
+            setup: setup.into(),
+            policy: format!("bundled:{name}"),
+            source,
+        })?;
+        Ok(PolicySpec { policy, config })
+    };
+    let sizing = format!(
+        r#"{{"metric": "rps", "capacityPerPod": {}, "targetUtilization": 0.7}}"#,
+        params.capacity_per_pod
+    );
+    // Scale down gently: the predictive set-up sheds at most 10% a tick
+    // after a 5-minute window, so a dip between surges does not drop
+    // capacity that the next surge needs.
+    let mut gentle = Behavior::unrestricted();
+    gentle.scale_down.stabilization_seconds = 300;
+    gentle.scale_down.max_step_percent = Some(10.0);
+    Ok(vec![
+        Setup {
+            name: BASELINE.into(),
+            predictor: None,
+            decider: load(
+                BASELINE,
+                "hpa",
+                r#"{"metric": "utilization", "target": 0.7}"#.into(),
+            )?,
+            behavior: Behavior::default(),
+        },
+        Setup {
+            name: "reactive".into(),
+            predictor: None,
+            decider: load("reactive", "forecast", sizing.clone())?,
+            behavior: gentle.clone(),
+        },
+        Setup {
+            name: "predictive".into(),
+            predictor: Some(load(
+                "predictive",
+                "ewma-trend",
+                r#"{"alpha": 0.5, "window": 8}"#.into(),
+            )?),
+            decider: load("predictive", "forecast", sizing)?,
+            behavior: gentle,
+        },
+    ])
+}
+
+/// The set-ups of a JSON file: a list of
+/// `{"name", "predictor"?: {"policy", "config"?}, "decider": {"policy", "config"?}, "behavior"?}`
+/// where `policy` is a `.wasm` path (relative to the file) or `bundled:NAME`.
+/// The HPA baseline is put first unless the file has a set-up named `hpa`.
+pub fn from_file(
+    runtime: &Runtime,
+    params: &SimParams,
+    path: &Path,
+) -> Result<Vec<Setup>, SetupError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| SetupError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    let files: Vec<SetupFile> = serde_json::from_str(&text).map_err(|e| SetupError::Invalid {
+        path: shown.clone(),
+        message: e.to_string(),
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut setups = Vec::new();
+    for f in files {
+        f.behavior.validate().map_err(|message| SetupError::Setup {
+            setup: f.name.clone(),
+            message,
+        })?;
+        let predictor = match &f.predictor {
+            Some(p) => Some(p.load(runtime, base, &f.name, World::Predictor)?),
+            None => None,
+        };
+        let decider = f.decider.load(runtime, base, &f.name, World::Decider)?;
+        setups.push(Setup {
+            name: f.name,
+            predictor,
+            decider,
+            behavior: f.behavior,
+        });
+    }
+    if !setups.iter().any(|s| s.name == BASELINE) {
+        let baseline = bundled(runtime, params)?
+            .into_iter()
+            .next()
+            .expect("the baseline is bundled");
+        setups.insert(0, baseline);
+    }
+    Ok(setups)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetupFile {
+    name: String,
+    #[serde(default)]
+    predictor: Option<PolicyRef>,
+    decider: PolicyRef,
+    #[serde(default)]
+    behavior: Behavior,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyRef {
+    policy: String,
+    #[serde(default)]
+    config: Option<serde_json::Value>,
+}
+
+impl PolicyRef {
+    fn load(
+        &self,
+        runtime: &Runtime,
+        base: &Path,
+        setup: &str,
+        world: World,
+    ) -> Result<PolicySpec, SetupError> {
+        let fail = |source| SetupError::Policy {
+            setup: setup.into(),
+            policy: self.policy.clone(),
+            source,
+        };
+        let policy = match self.policy.strip_prefix("bundled:") {
+            Some(name) => {
+                let bytes = bundled::policy(name).ok_or_else(|| SetupError::Setup {
+                    setup: setup.into(),
+                    message: format!(
+                        "no bundled policy `{name}` (bundled: {})",
+                        bundled::POLICIES
+                            .iter()
+                            .map(|(n, _)| *n)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                })?;
+                runtime.load(bytes).map_err(fail)?
+            }
+            None => {
+                let path: PathBuf = base.join(&self.policy);
+                let bytes = std::fs::read(&path).map_err(|source| SetupError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                runtime.load(&bytes).map_err(fail)?
+            }
+        };
+        if policy.world() != world {
+            return Err(SetupError::Setup {
+                setup: setup.into(),
+                message: format!(
+                    "{} implements the {} world, but is used as a {world}",
+                    self.policy,
+                    policy.world()
+                ),
+            });
+        }
+        let config = self
+            .config
+            .as_ref()
+            .map_or_else(String::new, |v| v.to_string());
+        let spec = PolicySpec { policy, config };
+        spec.policy
+            .instantiate()
+            .and_then(|mut i| i.validate_config(&spec.config))
+            .map_err(fail)?;
+        Ok(spec)
+    }
+}

@@ -1,0 +1,177 @@
+//! `forecast` — a decider that sizes the target for the highest load it
+//! expects within the forecast horizon (or the current load, if higher),
+//! at a target utilization per pod plus optional headroom.
+//!
+//! With no predictor it sizes for the current load, which makes it a plain
+//! proportional autoscaler on a throughput metric.
+
+use serde::Deserialize;
+use wasm_autoscaler_guest::{export_decider, forecast, metric, DecideRequest, Decider, Decision};
+
+/// Configuration of the `forecast` decider.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Config {
+    /// The load metric, in the same unit as `capacityPerPod` (for example `rps`).
+    #[serde(default = "default_metric")]
+    pub metric: String,
+    /// How much load one pod serves at 100% utilization.
+    pub capacity_per_pod: f64,
+    /// The utilization each pod should run at, in (0, 1].
+    #[serde(default = "default_target_utilization")]
+    pub target_utilization: f64,
+    /// Extra capacity on top, as a fraction (0.1 = 10% more pods' worth).
+    #[serde(default)]
+    pub headroom: f64,
+}
+
+fn default_metric() -> String {
+    "rps".to_string()
+}
+
+fn default_target_utilization() -> f64 {
+    0.7
+}
+
+/// The forecast-sizing decider.
+pub struct ForecastSizing;
+
+impl Decider for ForecastSizing {
+    type Config = Config;
+
+    fn validate(config: &Config) -> Result<(), String> {
+        if !(config.capacity_per_pod.is_finite() && config.capacity_per_pod > 0.0) {
+            return Err(format!(
+                "`capacityPerPod` must be a positive number, got {}",
+                config.capacity_per_pod
+            ));
+        }
+        if !(config.target_utilization > 0.0 && config.target_utilization <= 1.0) {
+            return Err(format!(
+                "`targetUtilization` must be in (0, 1], got {}",
+                config.target_utilization
+            ));
+        }
+        if !(config.headroom.is_finite() && config.headroom >= 0.0) {
+            return Err(format!("`headroom` must be ≥ 0, got {}", config.headroom));
+        }
+        Ok(())
+    }
+
+    fn decide(config: &Config, request: &DecideRequest) -> Result<Decision, String> {
+        let now = metric(request, &config.metric)?;
+        let peak = forecast(request, &config.metric)
+            .and_then(|f| f.points.iter().max_by(|a, b| a.value.total_cmp(&b.value)));
+        let (demand, why) = match peak {
+            Some(p) if p.value > now => {
+                let ahead_s = ((p.time_ms - request.target.now_ms) / 1000.0).max(0.0);
+                (
+                    p.value,
+                    format!(
+                        "forecast peak {:.1} in {ahead_s:.0}s (now {now:.1})",
+                        p.value
+                    ),
+                )
+            }
+            _ => (now, format!("current {now:.1}")),
+        };
+        let per_pod = config.capacity_per_pod * config.target_utilization;
+        let desired = (demand * (1.0 + config.headroom) / per_pod).ceil();
+        Ok(Decision {
+            desired_replicas: desired.clamp(0.0, f64::from(u32::MAX)) as u32,
+            reason: format!(
+                "sized for {} {}: {why}, at {:.1} per pod",
+                fmt_num(demand),
+                config.metric,
+                per_pod
+            ),
+            state: None,
+        })
+    }
+}
+
+fn fmt_num(v: f64) -> String {
+    format!("{v:.1}")
+}
+
+export_decider!(ForecastSizing);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_autoscaler_guest::{harness, ForecastPoint, MetricForecast, MetricValue, TargetState};
+
+    fn request(now: f64, forecast: &[f64]) -> DecideRequest {
+        DecideRequest {
+            target: TargetState {
+                now_ms: 0.0,
+                current_replicas: 3,
+                ready_replicas: 3,
+                warming_replicas: 0,
+                min_replicas: 1,
+                max_replicas: 50,
+            },
+            metrics: vec![MetricValue {
+                name: "rps".into(),
+                value: Some(now),
+            }],
+            forecasts: vec![MetricForecast {
+                name: "rps".into(),
+                points: forecast
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| ForecastPoint {
+                        time_ms: (i + 1) as f64 * 15_000.0,
+                        value: v,
+                    })
+                    .collect(),
+            }],
+            config: r#"{"capacityPerPod": 10, "targetUtilization": 0.5}"#.into(),
+            state: None,
+        }
+    }
+
+    #[test]
+    fn sizes_for_the_forecast_peak() {
+        let d = harness::decide::<ForecastSizing>(&request(20.0, &[30.0, 61.0, 40.0])).unwrap();
+        assert_eq!(d.desired_replicas, 13);
+        assert!(
+            d.reason.contains("forecast peak 61.0 in 30s"),
+            "{}",
+            d.reason
+        );
+    }
+
+    #[test]
+    fn never_sizes_below_current_load() {
+        let d = harness::decide::<ForecastSizing>(&request(40.0, &[10.0])).unwrap();
+        assert_eq!(d.desired_replicas, 8);
+    }
+
+    #[test]
+    fn headroom_adds_capacity() {
+        let mut r = request(40.0, &[]);
+        r.config = r#"{"capacityPerPod": 10, "targetUtilization": 0.5, "headroom": 0.25}"#.into();
+        assert_eq!(
+            harness::decide::<ForecastSizing>(&r)
+                .unwrap()
+                .desired_replicas,
+            10
+        );
+    }
+
+    #[test]
+    fn rejects_bad_configs() {
+        for (c, needle) in [
+            (r#"{}"#, "capacityPerPod"),
+            (r#"{"capacityPerPod": 0}"#, "capacityPerPod"),
+            (
+                r#"{"capacityPerPod": 1, "targetUtilization": 1.5}"#,
+                "targetUtilization",
+            ),
+        ] {
+            let e = harness::validate_decider_config::<ForecastSizing>(c).unwrap_err();
+            assert!(e.contains(needle), "{c}: {e}");
+        }
+    }
+}
