@@ -2,6 +2,7 @@
 //! re-exports at the crate root and the `export_*!` macros instead.
 
 /// The `predictor` world; it owns the shared `types` and `log` interfaces.
+#[allow(clippy::too_many_arguments)]
 pub mod predictor {
     wit_bindgen::generate!({
         world: "predictor",
@@ -14,6 +15,7 @@ pub mod predictor {
 
 /// The `decider` world, reusing the predictor world's interface types so a
 /// policy author sees one `MetricForecast`, not two.
+#[allow(clippy::too_many_arguments)]
 pub mod decider {
     wit_bindgen::generate!({
         world: "decider",

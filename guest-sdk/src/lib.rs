@@ -87,9 +87,14 @@ pub fn forecast<'a>(request: &'a DecideRequest, name: &str) -> Option<&'a Metric
 }
 
 /// Exports a [`Predictor`] implementation as the component's `predictor` world.
+///
+/// The export exists only in Wasm builds: natively a policy crate is a plain
+/// library (run through [`harness`]), so several policies can link into one
+/// test or benchmark binary.
 #[macro_export]
 macro_rules! export_predictor {
     ($policy:ty) => {
+        #[cfg(target_arch = "wasm32")]
         const _: () = {
             struct __WasmAutoscalerExport;
             impl $crate::__bindings::predictor::Guest for __WasmAutoscalerExport {
@@ -113,9 +118,12 @@ macro_rules! export_predictor {
 }
 
 /// Exports a [`Decider`] implementation as the component's `decider` world.
+///
+/// Like [`export_predictor!`], only in Wasm builds.
 #[macro_export]
 macro_rules! export_decider {
     ($policy:ty) => {
+        #[cfg(target_arch = "wasm32")]
         const _: () = {
             struct __WasmAutoscalerExport;
             impl $crate::__bindings::decider::Guest for __WasmAutoscalerExport {

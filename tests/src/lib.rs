@@ -1,1 +1,1 @@
-
+//! Integration tests live in `tests/`; this crate only builds the test guests.

@@ -39,7 +39,7 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 240)]
     history: usize,
     /// Utilization of ready capacity above which a second violates the SLO.
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = 0.8)]
     slo_utilization: f64,
     /// Print the report as JSON.
     #[arg(long)]

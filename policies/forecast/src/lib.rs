@@ -23,6 +23,14 @@ pub struct Config {
     /// Extra capacity on top, as a fraction (0.1 = 10% more pods' worth).
     #[serde(default)]
     pub headroom: f64,
+    /// Scale down only when the sized count is more than this fraction below
+    /// the current one, so small dips do not cause a change every tick.
+    #[serde(default = "default_down_tolerance")]
+    pub scale_down_tolerance: f64,
+}
+
+fn default_down_tolerance() -> f64 {
+    0.1
 }
 
 fn default_metric() -> String {
@@ -55,6 +63,12 @@ impl Decider for ForecastSizing {
         if !(config.headroom.is_finite() && config.headroom >= 0.0) {
             return Err(format!("`headroom` must be ≥ 0, got {}", config.headroom));
         }
+        if !(0.0..1.0).contains(&config.scale_down_tolerance) {
+            return Err(format!(
+                "`scaleDownTolerance` must be in [0, 1), got {}",
+                config.scale_down_tolerance
+            ));
+        }
         Ok(())
     }
 
@@ -76,9 +90,19 @@ impl Decider for ForecastSizing {
             _ => (now, format!("current {now:.1}")),
         };
         let per_pod = config.capacity_per_pod * config.target_utilization;
-        let desired = (demand * (1.0 + config.headroom) / per_pod).ceil();
+        let sized = (demand * (1.0 + config.headroom) / per_pod).ceil();
+        let current = f64::from(request.target.current_replicas);
+        if sized < current && sized >= current * (1.0 - config.scale_down_tolerance) {
+            return Ok(Decision {
+                desired_replicas: request.target.current_replicas,
+                reason: format!(
+                    "holding: {sized} pods would do ({why}), within the scale-down tolerance"
+                ),
+                state: None,
+            });
+        }
         Ok(Decision {
-            desired_replicas: desired.clamp(0.0, f64::from(u32::MAX)) as u32,
+            desired_replicas: sized.clamp(0.0, f64::from(u32::MAX)) as u32,
             reason: format!(
                 "sized for {} {}: {why}, at {:.1} per pod",
                 fmt_num(demand),
@@ -146,6 +170,31 @@ mod tests {
     fn never_sizes_below_current_load() {
         let d = harness::decide::<ForecastSizing>(&request(40.0, &[10.0])).unwrap();
         assert_eq!(d.desired_replicas, 8);
+    }
+
+    #[test]
+    fn small_dips_hold_the_current_count() {
+        let mut r = request(14.0, &[]);
+        r.target.current_replicas = 3;
+        // 14 / 5 → 3: no change; 10 / 5 → 2 is a third below 3: scale down.
+        assert_eq!(
+            harness::decide::<ForecastSizing>(&r)
+                .unwrap()
+                .desired_replicas,
+            3
+        );
+        r.target.current_replicas = 30;
+        r.metrics[0].value = Some(140.0);
+        // 28 is within 10% of 30.
+        let d = harness::decide::<ForecastSizing>(&r).unwrap();
+        assert_eq!(d.desired_replicas, 30, "{}", d.reason);
+        r.metrics[0].value = Some(100.0);
+        assert_eq!(
+            harness::decide::<ForecastSizing>(&r)
+                .unwrap()
+                .desired_replicas,
+            20
+        );
     }
 
     #[test]

@@ -1,0 +1,208 @@
+//! The `wasm-autoscaler` binary as a user runs it.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use wasm_autoscaler::bundled;
+
+fn bin(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wasm-autoscaler"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+/// A fresh file under the test's scratch folder.
+fn scratch(name: &str, bytes: &[u8]) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The first two days of the bundled trace, as a file.
+fn short_trace() -> PathBuf {
+    let text: String = bundled::TRACE
+        .lines()
+        .take(1 + 2880)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    scratch("two-days.csv", text.as_bytes())
+}
+
+#[test]
+fn check_accepts_each_bundled_policy_and_names_its_world() {
+    for (name, bytes, world, config) in [
+        ("hpa", bundled::HPA, "decider", r#"{"target": 0.7}"#),
+        ("ewma-trend", bundled::EWMA_TREND, "predictor", ""),
+        (
+            "forecast",
+            bundled::FORECAST,
+            "decider",
+            r#"{"capacityPerPod": 50}"#,
+        ),
+    ] {
+        let path = scratch(&format!("{name}.wasm"), bytes);
+        let out = bin(&["check", path.to_str().unwrap(), "--config", config]);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        let text = stdout(&out);
+        assert!(text.contains(&format!("{world} component")), "{text}");
+        assert!(text.contains("validate-config: ok"), "{text}");
+        assert!(text.contains("smoke call:"), "{text}");
+    }
+}
+
+#[test]
+fn check_rejects_what_is_not_a_policy_with_one_clear_line() {
+    let core = wat::parse_str("(module)").unwrap();
+    let other = wat::parse_str(
+        r#"(component
+            (core module $m (func (export "f") (result i32) i32.const 1))
+            (core instance $i (instantiate $m))
+            (func (export "greet") (result u32) (canon lift (core func $i "f"))))"#,
+    )
+    .unwrap();
+    for (name, bytes, needle) in [
+        (
+            "notes.txt",
+            b"just some text\n".to_vec(),
+            "not a WebAssembly component",
+        ),
+        (
+            "core.wasm",
+            core,
+            "a core WebAssembly module, not a component",
+        ),
+        ("other.wasm", other, "does not implement a policy world"),
+    ] {
+        let path = scratch(name, &bytes);
+        let out = bin(&["check", path.to_str().unwrap()]);
+        assert!(!out.status.success(), "{name} was accepted");
+        let err = stderr(&out);
+        assert!(err.contains(needle), "{name}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{name}: {err}");
+    }
+}
+
+#[test]
+fn check_reports_a_rejected_config() {
+    let path = scratch("forecast-bad.wasm", bundled::FORECAST);
+    let out = bin(&[
+        "check",
+        path.to_str().unwrap(),
+        "--config",
+        r#"{"capacityPerPod": 0}"#,
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("capacityPerPod"), "{}", stderr(&out));
+}
+
+#[test]
+fn simulate_json_is_deterministic_and_includes_the_baseline() {
+    let trace = short_trace();
+    let args = ["simulate", "--trace", trace.to_str().unwrap(), "--json"];
+    let (a, b) = (bin(&args), bin(&args));
+    assert!(a.status.success(), "{}", stderr(&a));
+    assert_eq!(a.stdout, b.stdout, "two runs printed different JSON");
+    let report: serde_json::Value = serde_json::from_slice(&a.stdout).unwrap();
+    let names: Vec<&str> = report["setups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["setup"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["hpa", "reactive", "predictive"]);
+    assert_eq!(report["trace"]["durationSeconds"], 2 * 86_400);
+}
+
+#[test]
+fn simulate_draws_a_plot_and_prints_a_table() {
+    let trace = short_trace();
+    let plot = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("cli")
+        .join("plot.svg");
+    let out = bin(&[
+        "simulate",
+        "--trace",
+        trace.to_str().unwrap(),
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("overload s"), "{}", stdout(&out));
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.matches("<polyline").count() == 9,
+        "three panels of three lines"
+    );
+}
+
+#[test]
+fn simulate_runs_setups_from_a_file_and_adds_the_baseline() {
+    let trace = short_trace();
+    let setups = scratch(
+        "setups.json",
+        br#"[{"name": "eager", "decider": {"policy": "bundled:forecast", "config": {"capacityPerPod": 64}},
+              "behavior": {"scaleDown": {"stabilizationSeconds": 60}}}]"#,
+    );
+    let out = bin(&[
+        "simulate",
+        "--trace",
+        trace.to_str().unwrap(),
+        "--setups",
+        setups.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["setups"][0]["setup"], "hpa");
+    assert_eq!(report["setups"][1]["setup"], "eager");
+}
+
+#[test]
+fn simulate_refuses_bad_input_clearly() {
+    let bad_trace = scratch("bad.csv", b"t_seconds,rps\n0,1\n60,oops\n");
+    let out = bin(&["simulate", "--trace", bad_trace.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("line 3: `oops` is not a request rate"),
+        "{}",
+        stderr(&out)
+    );
+
+    let trace = short_trace();
+    let wrong = scratch(
+        "wrong-world.json",
+        br#"[{"name": "upside-down", "decider": {"policy": "bundled:ewma-trend"}}]"#,
+    );
+    let out = bin(&[
+        "simulate",
+        "--trace",
+        trace.to_str().unwrap(),
+        "--setups",
+        wrong.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("implements the predictor world, but is used as a decider"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = bin(&["simulate", "--min-replicas", "9", "--max-replicas", "3"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--min-replicas (9) is above --max-replicas (3)"),
+        "{}",
+        stderr(&out)
+    );
+}

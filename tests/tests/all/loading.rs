@@ -1,0 +1,79 @@
+//! What the loader refuses, and how it says so.
+
+use wasm_autoscaler::runtime::{Runtime, RuntimeConfig, RuntimeError};
+
+fn load(bytes: &[u8]) -> Result<(), RuntimeError> {
+    Runtime::new(RuntimeConfig::default())
+        .unwrap()
+        .load(bytes)
+        .map(drop)
+}
+
+#[test]
+fn a_text_file_is_not_wasm() {
+    let e = load(b"apiVersion: v1\nkind: ConfigMap\n").unwrap_err();
+    assert!(matches!(e, RuntimeError::NotWasm), "{e}");
+    assert!(e.to_string().contains("\\0asm"), "{e}");
+}
+
+#[test]
+fn a_core_module_is_named_as_such() {
+    let core =
+        wat::parse_str(r#"(module (func (export "decide") (result i32) i32.const 3))"#).unwrap();
+    let e = load(&core).unwrap_err();
+    assert!(matches!(e, RuntimeError::CoreModule), "{e}");
+    assert!(e.to_string().contains("wasm32-wasip2"), "{e}");
+}
+
+#[test]
+fn truncated_bytes_fail_to_compile() {
+    let bytes = wasm_autoscaler::bundled::HPA;
+    let e = load(&bytes[..bytes.len() / 2]).unwrap_err();
+    assert!(matches!(e, RuntimeError::Compile(_)), "{e}");
+}
+
+#[test]
+fn a_component_of_another_world_is_refused() {
+    let other = wat::parse_str(
+        r#"(component
+            (core module $m (func (export "f") (result i32) i32.const 1))
+            (core instance $i (instantiate $m))
+            (func (export "greet") (result u32) (canon lift (core func $i "f"))))"#,
+    )
+    .unwrap();
+    let e = load(&other).unwrap_err();
+    assert!(matches!(e, RuntimeError::WrongWorld(_)), "{e}");
+    assert!(e.to_string().contains("neither `forecast`"), "{e}");
+    assert!(e.to_string().contains("greet"), "{e}");
+}
+
+#[test]
+fn a_decide_export_of_the_wrong_type_is_refused() {
+    let wrong = wat::parse_str(
+        r#"(component
+            (core module $m (func (export "f") (result i32) i32.const 1))
+            (core instance $i (instantiate $m))
+            (func (export "decide") (result u32) (canon lift (core func $i "f"))))"#,
+    )
+    .unwrap();
+    let e = load(&wrong).unwrap_err();
+    assert!(matches!(e, RuntimeError::WrongWorld(_)), "{e}");
+    assert!(e.to_string().contains("decider world"), "{e}");
+}
+
+#[test]
+fn an_import_the_host_lacks_is_named() {
+    let needy = wat::parse_str(
+        r#"(component
+            (import "acme:net/raw-socket" (instance (export "open" (func (result u32)))))
+            (core module $m (func (export "f") (result i32) i32.const 1))
+            (core instance $i (instantiate $m))
+            (func (export "decide") (result u32) (canon lift (core func $i "f"))))"#,
+    )
+    .unwrap();
+    let e = load(&needy).unwrap_err();
+    assert!(
+        matches!(e, RuntimeError::UnsupportedImport(ref i) if i == "acme:net/raw-socket"),
+        "{e}"
+    );
+}

@@ -1,0 +1,9 @@
+//! One integration-test binary, one module per feature: the host driving
+//! real compiled components (the bundled policies and the test guests).
+
+mod bundled_policies;
+mod guests;
+mod hpa_agreement;
+mod loading;
+mod sandbox;
+mod simulate;
