@@ -5,7 +5,7 @@
 //! `wasm32-wasip2`. The same type runs natively through [`harness`], so a
 //! policy is unit-tested with plain `cargo test`, no Wasm involved.
 //!
-//! ```ignore
+//! ```
 //! use wasm_autoscaler_guest::{Decider, DecideRequest, Decision};
 //!
 //! #[derive(serde::Deserialize)]

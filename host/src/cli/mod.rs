@@ -14,7 +14,11 @@ use crate::runtime::{InstanceMode, Limits, Runtime, RuntimeConfig};
 
 /// Kubernetes autoscaling whose forecasting and scaling decisions are WebAssembly components.
 #[derive(Debug, Parser)]
-#[command(name = "wasm-autoscaler", version, about, long_about = None)]
+#[command(
+    name = "wasm-autoscaler",
+    version,
+    after_help = "Logs go to stderr; WASM_AUTOSCALER_LOG sets the filter (for example `info`, default `error`)."
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

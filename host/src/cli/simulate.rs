@@ -31,8 +31,10 @@ pub struct SimulateArgs {
     /// Pods at the start; by default enough for the first load at 70% utilization.
     #[arg(long)]
     initial_replicas: Option<u32>,
+    /// Fewest replicas the autoscaler may run.
     #[arg(long, default_value_t = 1)]
     min_replicas: u32,
+    /// Most replicas the autoscaler may run.
     #[arg(long, default_value_t = 100)]
     max_replicas: u32,
     /// Samples of history kept per metric.

@@ -9,7 +9,7 @@ pub use history::Histories;
 use crate::runtime::bindings::{
     DecideRequest, ForecastRequest, MetricForecast, MetricValue, TargetState,
 };
-use crate::runtime::{Policy, RuntimeError, Session};
+use crate::runtime::{Policy, Session};
 use crate::safety::{Behavior, Limit, Proposal, SafetyLayer, Verdict};
 
 /// Most bytes of opaque policy state kept between calls.
@@ -200,7 +200,7 @@ impl Pipeline {
         };
         let response = session
             .with(|i| i.forecast(&request))
-            .map_err(|e| describe(&e))?;
+            .map_err(|e| e.to_string())?;
         for f in &response.forecasts {
             if f.points.len() > MAX_FORECAST_POINTS {
                 return Err(format!(
@@ -253,7 +253,7 @@ impl Pipeline {
         let decision = self
             .decider
             .with(|i| i.decide(&request))
-            .map_err(|e| describe(&e))?;
+            .map_err(|e| e.to_string())?;
         self.decider_state = keep_state(decision.state, "decider");
         Ok((
             decision.desired_replicas,
@@ -289,10 +289,6 @@ fn keep_state(state: Option<Vec<u8>>, who: &str) -> Option<Vec<u8>> {
         }
         other => other,
     }
-}
-
-fn describe(e: &RuntimeError) -> String {
-    e.to_string()
 }
 
 fn truncate(mut s: String, max: usize) -> String {

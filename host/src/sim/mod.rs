@@ -111,7 +111,7 @@ pub fn run(trace: &Trace, params: &SimParams, setup: &Setup) -> SetupResult {
         let capacity = f64::from(target.ready(t)) * params.capacity_per_pod;
         summary.record_second(load, capacity, params.slo_utilization, target.replicas());
     }
-    summary.finish(trace.duration_s());
+    summary.finish();
     SetupResult { summary, series }
 }
 

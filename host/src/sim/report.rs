@@ -73,7 +73,7 @@ impl Summary {
         self.peak_replicas = self.peak_replicas.max(replicas);
     }
 
-    pub(super) fn finish(&mut self, _duration_s: u64) {
+    pub(super) fn finish(&mut self) {
         // Rounded so the JSON is stable and readable; 0.01 pod-hours is 36 pod-seconds.
         self.pod_hours = (self.pod_seconds as f64 / 36.0).round() / 100.0;
     }
