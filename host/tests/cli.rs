@@ -125,6 +125,24 @@ fn simulate_json_is_deterministic_and_includes_the_baseline() {
 }
 
 #[test]
+fn no_arguments_replays_the_bundled_trace_through_the_bundled_setups() {
+    let out = bin(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("trace wc98_1998-06-10_group-stage_60s.csv — 7.0 days"),
+        "{text}"
+    );
+    assert!(text.contains("SLO utilization 80%"), "{text}");
+    for setup in ["hpa", "reactive", "predictive"] {
+        assert!(
+            text.lines().any(|l| l.starts_with(setup)),
+            "{setup} missing: {text}"
+        );
+    }
+}
+
+#[test]
 fn simulate_draws_a_plot_and_prints_a_table() {
     let trace = short_trace();
     let plot = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))

@@ -75,7 +75,7 @@ pub fn run(cli: Cli) -> Result<()> {
     init_logging(cli.log_format);
     match cli
         .command
-        .unwrap_or_else(|| Command::Simulate(simulate::SimulateArgs::default()))
+        .unwrap_or_else(|| Command::Simulate(simulate::SimulateArgs::defaults()))
     {
         Command::Simulate(args) => simulate::run(args, &cli.sandbox),
         Command::Check(args) => check::run(args, &cli.sandbox),

@@ -11,7 +11,7 @@ use crate::runtime::InstanceMode;
 use crate::sim::{self, setup, SimParams, Trace};
 
 /// Arguments of `simulate`.
-#[derive(Debug, Args, Default)]
+#[derive(Debug, Args)]
 pub struct SimulateArgs {
     /// Trace CSV (`t_seconds,rps`); the bundled World Cup 1998 week when absent.
     #[arg(long)]
@@ -49,6 +49,18 @@ pub struct SimulateArgs {
     /// Also draw load, ready capacity and replicas over time to this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
+}
+
+impl SimulateArgs {
+    /// The arguments of a bare `simulate`, with every default as `--help` shows it.
+    pub fn defaults() -> Self {
+        #[derive(clap::Parser)]
+        struct Bare {
+            #[command(flatten)]
+            args: SimulateArgs,
+        }
+        <Bare as clap::Parser>::parse_from(["simulate"]).args
+    }
 }
 
 pub fn run(args: SimulateArgs, sandbox: &SandboxArgs) -> Result<()> {

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use crate::bundled;
 use crate::pipeline::PolicySpec;
 use crate::runtime::{Runtime, RuntimeError, World};
-use crate::safety::Behavior;
+use crate::safety::{ActionWindow, Behavior};
 
 use super::SimParams;
 
@@ -56,15 +56,24 @@ pub fn bundled(runtime: &Runtime, params: &SimParams) -> Result<Vec<Setup>, Setu
         Ok(PolicySpec { policy, config })
     };
     let sizing = format!(
-        r#"{{"metric": "rps", "capacityPerPod": {}, "targetUtilization": 0.7}}"#,
+        r#"{{"metric": "rps", "capacityPerPod": {}, "targetUtilization": 0.7, "scaleDownTolerance": 0.2}}"#,
         params.capacity_per_pod
     );
-    // Scale down gently: the predictive set-up sheds at most 10% a tick
-    // after a 5-minute window, so a dip between surges does not drop
-    // capacity that the next surge needs.
+    // Scale down gently and rarely: shed at most max(2 pods, 20%) a tick
+    // after a 5-minute window, and make at most 2 changes in 2 minutes, so
+    // a dip between surges neither drops capacity the next surge needs nor
+    // makes the replica count flap. (A percent limit alone would never
+    // remove a pod below a handful of replicas: it keeps ceil(80%) of them,
+    // as HPA does.) The decider itself ignores dips within 20% of the
+    // current count.
     let mut gentle = Behavior::unrestricted();
     gentle.scale_down.stabilization_seconds = 300;
-    gentle.scale_down.max_step_percent = Some(10.0);
+    gentle.scale_down.max_step_pods = Some(2);
+    gentle.scale_down.max_step_percent = Some(20.0);
+    gentle.max_actions = Some(ActionWindow {
+        count: 2,
+        window_seconds: 120,
+    });
     Ok(vec![
         Setup {
             name: BASELINE.into(),
