@@ -32,6 +32,7 @@ fn main() -> Result<()> {
         None => guests::build(
             &root,
             &POLICIES.iter().map(|(name, _)| *name).collect::<Vec<_>>(),
+            &["policies"],
         )?,
     };
     let out = PathBuf::from(env::var("OUT_DIR")?);

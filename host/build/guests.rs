@@ -11,9 +11,11 @@ use anyhow::{bail, Context, Result};
 pub const TARGET: &str = "wasm32-wasip2";
 
 /// Builds `packages` for [`TARGET`] in release mode and returns the folder
-/// holding the `.wasm` files. `root` is the workspace root.
-pub fn build(root: &Path, packages: &[&str]) -> Result<PathBuf> {
-    for watched in ["policies", "guest-sdk", "wit", "tests/guests", "Cargo.lock"] {
+/// holding the `.wasm` files. `root` is the workspace root; `sources` are the
+/// folders (relative to it) holding those packages, so that only a change
+/// there, in the SDK, the contract or the lock file, reruns the build.
+pub fn build(root: &Path, packages: &[&str], sources: &[&str]) -> Result<PathBuf> {
+    for watched in sources.iter().chain(&["guest-sdk", "wit", "Cargo.lock"]) {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     // A target dir of its own: the outer cargo holds a lock on the main one.

@@ -64,13 +64,7 @@ fn check_accepts_each_bundled_policy_and_names_its_world() {
 #[test]
 fn check_rejects_what_is_not_a_policy_with_one_clear_line() {
     let core = wat::parse_str("(module)").unwrap();
-    let other = wat::parse_str(
-        r#"(component
-            (core module $m (func (export "f") (result i32) i32.const 1))
-            (core instance $i (instantiate $m))
-            (func (export "greet") (result u32) (canon lift (core func $i "f"))))"#,
-    )
-    .unwrap();
+    let other = wat::parse_str(include_str!("../../tests/fixtures/not-a-policy.wat")).unwrap();
     for (name, bytes, needle) in [
         (
             "notes.txt",

@@ -34,13 +34,7 @@ fn truncated_bytes_fail_to_compile() {
 
 #[test]
 fn a_component_of_another_world_is_refused() {
-    let other = wat::parse_str(
-        r#"(component
-            (core module $m (func (export "f") (result i32) i32.const 1))
-            (core instance $i (instantiate $m))
-            (func (export "greet") (result u32) (canon lift (core func $i "f"))))"#,
-    )
-    .unwrap();
+    let other = wat::parse_str(include_str!("../../fixtures/not-a-policy.wat")).unwrap();
     let e = load(&other).unwrap_err();
     assert!(matches!(e, RuntimeError::WrongWorld(_)), "{e}");
     assert!(e.to_string().contains("neither `forecast`"), "{e}");
