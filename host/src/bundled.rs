@@ -21,6 +21,14 @@ pub fn policy(name: &str) -> Option<&'static [u8]> {
     POLICIES.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
 }
 
+/// The bundled policy called `name`, or an error listing the bundled names.
+pub fn require(name: &str) -> Result<&'static [u8], String> {
+    policy(name).ok_or_else(|| {
+        let names: Vec<_> = POLICIES.iter().map(|(n, _)| *n).collect();
+        format!("no bundled policy `{name}` (bundled: {})", names.join(", "))
+    })
+}
+
 /// File name of the bundled trace.
 pub const TRACE_NAME: &str = "wc98_1998-06-10_group-stage_60s.csv";
 /// The bundled trace: a week of the 1998 World Cup web site (see `traces/README.md`).

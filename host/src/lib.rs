@@ -10,6 +10,8 @@
 
 pub mod bundled;
 pub mod cli;
+pub mod metrics;
+pub mod operator;
 pub mod pipeline;
 pub mod runtime;
 pub mod safety;

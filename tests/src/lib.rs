@@ -1,1 +1,4 @@
-//! Integration tests live in `tests/`; this crate only builds the test guests.
+//! Shared test infrastructure. The integration tests live in `tests/`; the
+//! test guests are built by `build.rs`.
+
+pub mod apiserver;

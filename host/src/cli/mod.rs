@@ -3,6 +3,9 @@
 
 mod bench;
 mod check;
+pub mod crd;
+mod export;
+mod operator;
 mod simulate;
 
 use std::time::Duration;
@@ -37,6 +40,12 @@ enum Command {
     Check(check::CheckArgs),
     /// Measure what one decision of a policy costs.
     Bench(bench::BenchArgs),
+    /// Run the operator: watch WasmAutoscaler objects and scale their targets (needs a cluster).
+    Run(operator::RunArgs),
+    /// Print the WasmAutoscaler CustomResourceDefinition (YAML).
+    Crd,
+    /// Write a bundled policy component to a file, e.g. to put it in a ConfigMap.
+    Export(export::ExportArgs),
 }
 
 /// Log output formats.
@@ -80,6 +89,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Simulate(args) => simulate::run(args, &cli.sandbox),
         Command::Check(args) => check::run(args, &cli.sandbox),
         Command::Bench(args) => bench::run(args, &cli.sandbox),
+        Command::Run(args) => operator::run(args, &cli.sandbox),
+        Command::Crd => crd::run(),
+        Command::Export(args) => export::run(args),
     }
 }
 

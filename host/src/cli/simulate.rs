@@ -17,8 +17,16 @@ pub struct SimulateArgs {
     #[arg(long)]
     trace: Option<PathBuf>,
     /// JSON file of set-ups to compare; the bundled set-ups when absent. The HPA baseline is always included.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "file")]
     setups: Option<PathBuf>,
+    /// A WasmAutoscaler manifest (YAML) to replay beside the HPA baseline: its policies, config,
+    /// behavior, bounds, interval and warm-up. Repeat to add files holding the ConfigMaps its
+    /// `configMapRef` policies come from.
+    #[arg(long, short = 'f', value_name = "AUTOSCALER.yaml")]
+    file: Vec<PathBuf>,
+    /// With --file: feed the simulated `rps` or `utilization` to a metric of another name, e.g. `requests=rps`.
+    #[arg(long = "metric", value_name = "NAME=rps|utilization", value_parser = parse_alias, requires = "file")]
+    metric_aliases: Vec<(String, String)>,
     /// Requests per second one pod serves; by default the trace's peak / 40.
     #[arg(long)]
     capacity: Option<f64>,
@@ -68,13 +76,54 @@ pub fn run(args: SimulateArgs, sandbox: &SandboxArgs) -> Result<()> {
         Some(path) => Trace::from_file(path)?,
         None => Trace::parse(bundled::TRACE_NAME, bundled::TRACE).context("the bundled trace")?,
     };
-    let params = params(&args, &trace)?;
     let runtime = sandbox.runtime(InstanceMode::PerTarget)?;
-    let setups = match &args.setups {
-        Some(path) => setup::from_file(&runtime, &params, path)?,
-        None => setup::bundled(&runtime, &params)?,
+    let (params, setups) = match args.file.clone() {
+        files if !files.is_empty() => {
+            let aliases = args.metric_aliases.iter().cloned().collect();
+            let manifest = sim::from_manifest(&runtime, &files, &aliases)?;
+            let bounded = SimulateArgs {
+                min_replicas: manifest.min_replicas,
+                max_replicas: manifest.max_replicas,
+                interval: manifest.interval_seconds,
+                history: manifest.history,
+                ..args
+            };
+            let params = params(&bounded, &trace)?;
+            let mut setups = setup::bundled(&runtime, &params)?;
+            setups.truncate(1);
+            setups.push(manifest.setup);
+            return report(&bounded, &trace, &params, &setups);
+        }
+        _ => {
+            let params = params(&args, &trace)?;
+            let setups = match &args.setups {
+                Some(path) => setup::from_file(&runtime, &params, path)?,
+                None => setup::bundled(&runtime, &params)?,
+            };
+            (params, setups)
+        }
     };
-    let report = sim::compare(&trace, &params, &setups);
+    report(&args, &trace, &params, &setups)
+}
+
+fn parse_alias(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, sim)) if !name.is_empty() && sim::METRICS.contains(&sim) => {
+            Ok((name.to_string(), sim.to_string()))
+        }
+        _ => Err(format!(
+            "expected NAME=rps or NAME=utilization, got `{text}`"
+        )),
+    }
+}
+
+fn report(
+    args: &SimulateArgs,
+    trace: &Trace,
+    params: &SimParams,
+    setups: &[setup::Setup],
+) -> Result<()> {
+    let report = sim::compare(trace, params, setups);
     if let Some(path) = &args.plot {
         std::fs::write(path, sim::render_svg(&report))
             .with_context(|| format!("writing {}", path.display()))?;

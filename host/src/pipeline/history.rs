@@ -20,6 +20,21 @@ impl Histories {
         }
     }
 
+    /// Keeps at most `capacity` samples of exactly `metrics`, dropping the
+    /// oldest samples and the histories of metrics no longer listed.
+    pub fn resize(&mut self, capacity: usize, metrics: impl IntoIterator<Item = String>) {
+        self.capacity = capacity.max(1);
+        let mut rings = BTreeMap::new();
+        for m in metrics {
+            let mut ring = self.rings.remove(&m).unwrap_or_default();
+            while ring.len() > self.capacity {
+                ring.pop_front();
+            }
+            rings.insert(m, ring);
+        }
+        self.rings = rings;
+    }
+
     /// Appends a valid value; unavailable values leave a gap instead of a made-up sample.
     pub fn push(&mut self, metric: &str, time_ms: u64, value: Option<f64>) {
         let Some(value) = value else { return };
@@ -65,5 +80,8 @@ mod tests {
         let values: Vec<f64> = w[0].samples.iter().map(|s| s.value).collect();
         assert_eq!(values, [2.0, 3.0, 4.0]);
         assert_eq!(h.len("rps"), 3);
+        h.resize(2, ["rps".to_string(), "lat".to_string()]);
+        assert_eq!((h.len("rps"), h.len("lat")), (2, 0));
+        assert_eq!(h.to_wit()[1].samples[0].value, 3.0);
     }
 }

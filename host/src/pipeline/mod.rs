@@ -74,6 +74,8 @@ pub struct TickReport {
     pub forecasts: Vec<MetricForecast>,
     /// Why the predictor gave nothing usable, if it failed.
     pub predictor_error: Option<String>,
+    /// Failed policy calls of this tick: role and error kind, for metrics.
+    pub failures: Vec<(&'static str, &'static str)>,
 }
 
 impl TickReport {
@@ -120,6 +122,43 @@ impl Pipeline {
         }
     }
 
+    /// Changes the target's settings (a new spec or a swapped policy) without
+    /// forgetting what was learned: histories, the safety layer's windows and
+    /// action log, and the state of every policy that did not change.
+    pub fn respec(&mut self, spec: TargetSpec) {
+        let same = |a: Option<&PolicySpec>, b: Option<&PolicySpec>| match (a, b) {
+            (Some(a), Some(b)) => a.policy.digest() == b.policy.digest(),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same(self.spec.predictor.as_ref(), spec.predictor.as_ref()) {
+            self.predictor = spec
+                .predictor
+                .as_ref()
+                .map(|p| Session::new(p.policy.clone()));
+            self.predictor_state = None;
+        }
+        if !same(Some(&self.spec.decider), Some(&spec.decider)) {
+            self.decider = Session::new(spec.decider.policy.clone());
+            self.decider_state = None;
+        }
+        self.histories
+            .resize(spec.history_len, spec.metrics.iter().cloned());
+        self.safety
+            .reconfigure(spec.behavior.clone(), spec.min_replicas, spec.max_replicas);
+        self.spec = spec;
+    }
+
+    /// Tells the safety layer about a target taken over mid-flight; see [`SafetyLayer::seed`].
+    pub fn seed(&mut self, now_ms: u64, current: u32, last_action_ms: Option<u64>) {
+        self.safety.seed(now_ms, current, last_action_ms);
+    }
+
+    /// How many evaluations in a row have failed.
+    pub fn consecutive_failures(&self) -> u32 {
+        self.safety.consecutive_failures()
+    }
+
     /// The target's settings.
     pub fn spec(&self) -> &TargetSpec {
         &self.spec
@@ -132,16 +171,21 @@ impl Pipeline {
         for (name, value) in &metrics {
             self.histories.push(name, obs.now_ms, *value);
         }
+        let mut failures = Vec::new();
         let (forecasts, predictor_error) = match self.forecast(obs) {
             Ok(f) => (f, None),
-            Err(e) => {
+            Err((e, kind)) => {
                 tracing::warn!(error = %e, "predictor failed; deciding without a forecast");
+                failures.push(("predictor", kind));
                 (Vec::new(), Some(e))
             }
         };
         let (proposal, reason) = match self.decide(obs, &metrics, &forecasts) {
             Ok((desired, reason)) => (Proposal::Desired(desired), reason),
-            Err(e) => (Proposal::Failed(e.clone()), e),
+            Err((e, kind)) => {
+                failures.push(("decider", kind));
+                (Proposal::Failed(e.clone()), e)
+            }
         };
         let verdict = self
             .safety
@@ -163,6 +207,7 @@ impl Pipeline {
             verdict,
             forecasts,
             predictor_error,
+            failures,
         }
     }
 
@@ -185,7 +230,10 @@ impl Pipeline {
         Ok(report)
     }
 
-    fn forecast(&mut self, obs: &Observation) -> Result<Vec<MetricForecast>, String> {
+    fn forecast(
+        &mut self,
+        obs: &Observation,
+    ) -> Result<Vec<MetricForecast>, (String, &'static str)> {
         let (Some(session), Some(spec)) = (self.predictor.as_mut(), self.spec.predictor.as_ref())
         else {
             return Ok(Vec::new());
@@ -200,13 +248,16 @@ impl Pipeline {
         };
         let response = session
             .with(|i| i.forecast(&request))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| (e.to_string(), e.kind()))?;
         for f in &response.forecasts {
             if f.points.len() > MAX_FORECAST_POINTS {
-                return Err(format!(
-                    "forecast of `{}` has {} points (most {MAX_FORECAST_POINTS})",
-                    f.name,
-                    f.points.len()
+                return Err((
+                    format!(
+                        "forecast of `{}` has {} points (most {MAX_FORECAST_POINTS})",
+                        f.name,
+                        f.points.len()
+                    ),
+                    "bad_output",
                 ));
             }
             if let Some(p) = f
@@ -214,9 +265,12 @@ impl Pipeline {
                 .iter()
                 .find(|p| !p.value.is_finite() || !p.time_ms.is_finite())
             {
-                return Err(format!(
-                    "forecast of `{}` holds a non-finite value ({}) at {}",
-                    f.name, p.value, p.time_ms
+                return Err((
+                    format!(
+                        "forecast of `{}` holds a non-finite value ({}) at {}",
+                        f.name, p.value, p.time_ms
+                    ),
+                    "bad_output",
                 ));
             }
         }
@@ -229,7 +283,7 @@ impl Pipeline {
         obs: &Observation,
         metrics: &[(String, Option<f64>)],
         forecasts: &[MetricForecast],
-    ) -> Result<(u32, String), String> {
+    ) -> Result<(u32, String), (String, &'static str)> {
         let request = DecideRequest {
             target: TargetState {
                 now_ms: obs.now_ms as f64,
@@ -253,7 +307,7 @@ impl Pipeline {
         let decision = self
             .decider
             .with(|i| i.decide(&request))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| (e.to_string(), e.kind()))?;
         self.decider_state = keep_state(decision.state, "decider");
         Ok((
             decision.desired_replicas,

@@ -2,17 +2,22 @@
 //! how long it may change a target, and what it does when policies fail.
 //! The JSON shape here is the one the `WasmAutoscaler` spec uses.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 /// Limits on scaling, shared by every policy of a target.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Behavior {
     pub scale_up: DirectionRules,
     pub scale_down: DirectionRules,
     /// At most this many scale actions within a sliding window; unlimited when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_actions: Option<ActionWindow>,
     pub fallback: Fallback,
+    /// Retries of a failed scale request.
+    pub backoff: Backoff,
 }
 
 impl Default for Behavior {
@@ -32,6 +37,7 @@ impl Default for Behavior {
             },
             max_actions: None,
             fallback: Fallback::default(),
+            backoff: Backoff::default(),
         }
     }
 }
@@ -44,6 +50,7 @@ impl Behavior {
             scale_down: DirectionRules::default(),
             max_actions: None,
             fallback: Fallback::default(),
+            backoff: Backoff::default(),
         }
     }
 
@@ -66,6 +73,14 @@ impl Behavior {
                 return Err("behavior.maxActions needs count ≥ 1 and windowSeconds ≥ 1".into());
             }
         }
+        let b = &self.backoff;
+        if !(b.initial_seconds.is_finite()
+            && b.initial_seconds > 0.0
+            && b.max_seconds.is_finite()
+            && b.max_seconds >= b.initial_seconds)
+        {
+            return Err("behavior.backoff needs 0 < initialSeconds ≤ maxSeconds (finite)".into());
+        }
         if self.fallback.after_failures == 0 {
             return Err("behavior.fallback.afterFailures must be ≥ 1".into());
         }
@@ -74,14 +89,16 @@ impl Behavior {
 }
 
 /// Rules for one direction of scaling.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct DirectionRules {
     /// The decision applied is the least extreme one seen within this many seconds.
     pub stabilization_seconds: u64,
     /// One action may add or remove at most this many pods…
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_step_pods: Option<u32>,
     /// …or this percentage of the current replicas, whichever allows more.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_step_percent: Option<f64>,
 }
 
@@ -117,7 +134,7 @@ fn max_of(a: Option<u32>, b: Option<u32>) -> Option<u32> {
 }
 
 /// A cap on scale actions within a sliding window ("at most 3 changes a minute").
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ActionWindow {
     pub count: u32,
@@ -125,12 +142,13 @@ pub struct ActionWindow {
 }
 
 /// What happens after consecutive failed evaluations.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Fallback {
     /// How many failed evaluations in a row trigger the fallback.
     pub after_failures: u32,
     /// Scale to this many replicas (within bounds and step limits); hold when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub replicas: Option<u32>,
 }
 
@@ -140,5 +158,35 @@ impl Default for Fallback {
             after_failures: 3,
             replicas: None,
         }
+    }
+}
+
+/// Exponential backoff between attempts of a failed scale request within one tick.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct Backoff {
+    /// Wait before the first retry; doubled after each failure.
+    pub initial_seconds: f64,
+    /// Longest wait between two attempts.
+    pub max_seconds: f64,
+    /// Most attempts per tick, the first included.
+    pub attempts: u32,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial_seconds: 0.2,
+            max_seconds: 5.0,
+            attempts: 4,
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait after the `failures`-th failed attempt (1-based).
+    pub fn delay(&self, failures: u32) -> Duration {
+        let factor = 2f64.powi(failures.saturating_sub(1).min(30) as i32);
+        Duration::from_secs_f64((self.initial_seconds * factor).min(self.max_seconds))
     }
 }

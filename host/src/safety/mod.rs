@@ -10,7 +10,7 @@ mod behavior;
 mod rate;
 mod stabilization;
 
-pub use behavior::{ActionWindow, Behavior, DirectionRules, Fallback};
+pub use behavior::{ActionWindow, Backoff, Behavior, DirectionRules, Fallback};
 
 use rate::ActionLog;
 use stabilization::Recommendations;
@@ -79,6 +79,14 @@ impl SafetyLayer {
         }
     }
 
+    /// Changes the bounds and rules, keeping the recent recommendations and
+    /// actions so a spec edit does not reopen the stabilization windows.
+    pub fn reconfigure(&mut self, behavior: Behavior, min: u32, max: u32) {
+        self.behavior = behavior;
+        self.min = min;
+        self.max = max.max(min);
+    }
+
     /// The largest output treated as a real answer; above it the policy is
     /// assumed broken (an overflow, a unit mistake) rather than clamped to
     /// `maxReplicas`, which would scale a workload to its ceiling on a bug.
@@ -139,6 +147,18 @@ impl SafetyLayer {
             });
         }
         Verdict { replicas, limits }
+    }
+
+    /// Starts a layer that takes over a target mid-flight (a new leader, a
+    /// restart): the current count counts as a recommendation made now, so
+    /// nothing scales down before a full window has passed, and the last
+    /// known scale action counts against the action window.
+    pub fn seed(&mut self, now_ms: u64, current: u32, last_action_ms: Option<u64>) {
+        self.recommendations.seed(now_ms, current);
+        if let Some(t) = last_action_ms {
+            self.actions
+                .record(t.min(now_ms), &self.behavior.max_actions);
+        }
     }
 
     /// Records that a scale action was applied at `now_ms`, for the action window.
@@ -204,6 +224,19 @@ mod tests {
 
     fn free() -> Behavior {
         Behavior::unrestricted()
+    }
+
+    #[test]
+    fn a_seeded_layer_waits_a_full_window_before_scaling_down() {
+        let mut b = free();
+        b.scale_down.stabilization_seconds = 300;
+        let mut s = layer(b);
+        s.seed(1_000_000, 10, None);
+        assert_eq!(
+            s.evaluate(1_015_000, 10, &Proposal::Desired(4)).replicas,
+            10
+        );
+        assert_eq!(s.evaluate(1_301_000, 10, &Proposal::Desired(4)).replicas, 4);
     }
 
     #[test]

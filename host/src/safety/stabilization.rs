@@ -11,6 +11,11 @@ pub(super) struct Recommendations {
 }
 
 impl Recommendations {
+    /// Records a recommendation without evaluating one (a past known to a new leader).
+    pub(super) fn seed(&mut self, now_ms: u64, replicas: u32) {
+        self.seen.push_back((now_ms, replicas));
+    }
+
     /// Records `desired` at `now_ms` and returns the stabilized count.
     pub(super) fn stabilize(
         &mut self,

@@ -1,12 +1,14 @@
 //! The offline replay: a real traffic trace through the same pipeline the
 //! operator runs, against a simulated target, several set-ups side by side.
 
+mod manifest;
 mod plot;
 mod report;
 pub mod setup;
 mod target;
 mod trace;
 
+pub use manifest::{from_manifest, Manifest};
 pub use plot::render_svg;
 pub use report::{Report, SetupResult, Summary};
 pub use setup::{Setup, SetupError};
@@ -57,9 +59,9 @@ pub fn run(trace: &Trace, params: &SimParams, setup: &Setup) -> SetupResult {
         min_replicas: params.min_replicas,
         max_replicas: params.max_replicas,
         interval_ms: interval * 1000,
-        warmup_ms: params.startup_seconds * 1000,
+        warmup_ms: setup.warmup_seconds.unwrap_or(params.startup_seconds) * 1000,
         history_len: params.history_len,
-        metrics: METRICS.iter().map(|m| m.to_string()).collect(),
+        metrics: setup.metric_names.to_vec(),
         predictor: setup.predictor.clone(),
         decider: setup.decider.clone(),
         behavior: setup.behavior.clone(),
@@ -88,8 +90,8 @@ pub fn run(trace: &Trace, params: &SimParams, setup: &Setup) -> SetupResult {
                 ready_replicas: ready,
                 warming_replicas: target.replicas() - ready,
                 metrics: vec![
-                    ("rps".into(), Some(rps)),
-                    ("utilization".into(), utilization),
+                    (setup.metric_names[0].clone(), Some(rps)),
+                    (setup.metric_names[1].clone(), utilization),
                 ],
             };
             target.set_now(t);

@@ -21,6 +21,15 @@ pub struct Setup {
     pub predictor: Option<PolicySpec>,
     pub decider: PolicySpec,
     pub behavior: Behavior,
+    /// The names under which the policies see the simulated `rps` and `utilization`.
+    pub metric_names: [String; 2],
+    /// How far ahead predictors forecast, if not the pods' start-up time.
+    pub warmup_seconds: Option<u64>,
+}
+
+/// The simulated metrics under their own names.
+pub fn plain_metric_names() -> [String; 2] {
+    super::METRICS.map(String::from)
 }
 
 /// Why a set-up could not be made.
@@ -84,12 +93,16 @@ pub fn bundled(runtime: &Runtime, params: &SimParams) -> Result<Vec<Setup>, Setu
                 r#"{"metric": "utilization", "target": 0.7}"#.into(),
             )?,
             behavior: Behavior::default(),
+            metric_names: plain_metric_names(),
+            warmup_seconds: None,
         },
         Setup {
             name: "reactive".into(),
             predictor: None,
             decider: load("reactive", "forecast", sizing.clone())?,
             behavior: gentle.clone(),
+            metric_names: plain_metric_names(),
+            warmup_seconds: None,
         },
         Setup {
             name: "predictive".into(),
@@ -100,6 +113,8 @@ pub fn bundled(runtime: &Runtime, params: &SimParams) -> Result<Vec<Setup>, Setu
             )?),
             decider: load("predictive", "forecast", sizing)?,
             behavior: gentle,
+            metric_names: plain_metric_names(),
+            warmup_seconds: None,
         },
     ])
 }
@@ -139,6 +154,8 @@ pub fn from_file(
             predictor,
             decider,
             behavior: f.behavior,
+            metric_names: plain_metric_names(),
+            warmup_seconds: None,
         });
     }
     if !setups.iter().any(|s| s.name == BASELINE) {
@@ -185,16 +202,9 @@ impl PolicyRef {
         };
         let policy = match self.policy.strip_prefix("bundled:") {
             Some(name) => {
-                let bytes = bundled::policy(name).ok_or_else(|| SetupError::Setup {
+                let bytes = bundled::require(name).map_err(|message| SetupError::Setup {
                     setup: setup.into(),
-                    message: format!(
-                        "no bundled policy `{name}` (bundled: {})",
-                        bundled::POLICIES
-                            .iter()
-                            .map(|(n, _)| *n)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
+                    message,
                 })?;
                 runtime.load(bytes).map_err(fail)?
             }

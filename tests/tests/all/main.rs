@@ -5,5 +5,6 @@ mod bundled_policies;
 mod guests;
 mod hpa_agreement;
 mod loading;
+mod operator;
 mod sandbox;
 mod simulate;

@@ -72,6 +72,8 @@ fn a_policy_that_always_fails_holds_the_target() {
             config: mode("trap"),
         },
         behavior: Behavior::default(),
+        metric_names: sim::setup::plain_metric_names(),
+        warmup_seconds: None,
     };
     let result = sim::run(&trace, &params(), &broken);
     let ticks = 86_400 / 15;

@@ -1,0 +1,829 @@
+//! The reconcile loop: every `interval`, each `WasmAutoscaler` is evaluated
+//! once through the shared pipeline and the verdict applied to its target.
+//!
+//! One tick, top to bottom: check the spec → load the policies (keeping the
+//! last good ones on failure) → refuse a target an HPA also scales → read the
+//! target's scale and pods → fetch the metrics → evaluate (and the shadow
+//! decider) → scale unless paused or dry-run → write status and Events.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+
+use super::crd::{
+    Checked, DecisionStatus, ForecastStatus, LoadedPolicy, PolicySource, WasmAutoscaler,
+    WasmAutoscalerSpec, WasmAutoscalerStatus, PAUSE_ANNOTATION,
+};
+use super::policies::{self, LoadError};
+use super::status::{Conditions, METRICS_AVAILABLE, POLICY_LOADED, READY, SCALING_LIMITED};
+use super::target::{PodCounts, Resolver, Target};
+use super::telemetry::Metrics;
+use super::{Error, Settings};
+use crate::metrics::{Fetcher, ScrapeState};
+use crate::pipeline::{Observation, Pipeline, PolicySpec, TargetSpec, TickReport};
+use crate::runtime::{Digest, Runtime, World};
+use crate::safety::{Limit, Proposal};
+
+/// The label that makes a ConfigMap's changes reach its autoscalers at once
+/// (without it, a changed policy is still picked up at the next tick).
+pub const POLICY_LABEL: &str = "wasmautoscaler.dev/policy";
+
+/// What every reconcile shares.
+pub struct Context {
+    client: Client,
+    runtime: Arc<Runtime>,
+    metrics: Arc<Metrics>,
+    recorder: Recorder,
+    resolver: Resolver,
+    fetcher: Fetcher,
+    targets: Mutex<HashMap<ObjectRef<WasmAutoscaler>, Arc<tokio::sync::Mutex<TargetState>>>>,
+}
+
+impl Context {
+    /// A context for one operator replica.
+    pub fn new(
+        client: Client,
+        runtime: Arc<Runtime>,
+        metrics: Arc<Metrics>,
+        settings: &Settings,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: "wasm-autoscaler".into(),
+            instance: Some(settings.identity.clone()),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            runtime,
+            metrics,
+            resolver: Resolver::default(),
+            fetcher: Fetcher::new(settings.metric_timeout),
+            targets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn state(&self, key: ObjectRef<WasmAutoscaler>) -> Arc<tokio::sync::Mutex<TargetState>> {
+        let mut targets = self.targets.lock().expect("targets lock");
+        Arc::clone(targets.entry(key).or_default())
+    }
+
+    fn forget(&self, key: &ObjectRef<WasmAutoscaler>) {
+        self.targets.lock().expect("targets lock").remove(key);
+    }
+
+    async fn event(&self, obj: &WasmAutoscaler, type_: EventType, reason: &str, note: String) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: reason.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "could not publish an event");
+        }
+    }
+}
+
+/// What the operator remembers about one autoscaler between ticks.
+#[derive(Default)]
+struct TargetState {
+    generation: Option<i64>,
+    /// The loaded policies: role → (source, config, digest).
+    loaded: Vec<(&'static str, String, String, Digest)>,
+    pipeline: Option<Pipeline>,
+    shadow: Option<Pipeline>,
+    scrape: ScrapeState,
+    next_due: Option<Instant>,
+    /// Whether the safety layer has been told about the target's past (a new leader).
+    seeded: bool,
+    /// The last load failure reported, so it is reported once.
+    rejected: Option<String>,
+    /// Metrics unavailable at the last tick, so loss is reported on change.
+    unavailable: Vec<String>,
+    hpa_conflict: Option<String>,
+}
+
+/// Watches autoscalers (and labelled policy ConfigMaps) until `shutdown`.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    // A new term starts from what the cluster says, not from a previous term's memory.
+    ctx.targets.lock().expect("targets lock").clear();
+    let (autoscalers, maps): (Api<WasmAutoscaler>, Api<ConfigMap>) = match &namespace {
+        Some(ns) => (
+            Api::namespaced(ctx.client.clone(), ns),
+            Api::namespaced(ctx.client.clone(), ns),
+        ),
+        None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
+    };
+    let controller = Controller::new(autoscalers, watcher::Config::default().any_semantic());
+    let store = controller.store();
+    controller
+        .watches(
+            maps,
+            watcher::Config::default().labels(POLICY_LABEL),
+            move |map: ConfigMap| {
+                let ns = map.namespace();
+                let name = map.name_any();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|a| a.namespace() == ns && references(&a.spec, &name))
+                    .map(|a| ObjectRef::from_obj(&*a))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "reconcile round ended with an error");
+            }
+        })
+        .await;
+}
+
+fn references(spec: &WasmAutoscalerSpec, map: &str) -> bool {
+    [
+        Some(&spec.decider),
+        spec.predictor.as_ref(),
+        spec.shadow.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    .any(|s| s.config_map_ref.as_ref().is_some_and(|r| r.name == map))
+}
+
+fn error_policy(obj: Arc<WasmAutoscaler>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconcile_error(error.kind());
+    tracing::warn!(
+        namespace = obj.namespace().unwrap_or_default(),
+        name = obj.name_any(),
+        error = %error,
+        "reconcile failed"
+    );
+    Action::requeue(Duration::from_secs(5))
+}
+
+async fn reconcile(obj: Arc<WasmAutoscaler>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let key = ObjectRef::from_obj(&*obj);
+    if obj.meta().deletion_timestamp.is_some() {
+        ctx.forget(&key);
+        return Ok(Action::await_change());
+    }
+    let namespace = obj.namespace().unwrap_or_default();
+    let name = obj.name_any();
+    let span = tracing::info_span!("tick", namespace = %namespace, name = %name);
+    let state = ctx.state(key);
+    let mut state = state.lock().await;
+    let interval = obj
+        .spec
+        .validate()
+        .map(|c| c.interval)
+        .unwrap_or(Duration::from_secs(30));
+    let now = Instant::now();
+    // Watch events (our own status writes among them) wake us between
+    // ticks; only a due tick, or a changed spec, evaluates.
+    let spec_changed = state.generation != obj.meta().generation;
+    if let Some(due) = state.next_due {
+        if now < due && !spec_changed {
+            return Ok(Action::requeue(due - now));
+        }
+        ctx.metrics.lag(now.duration_since(due).as_secs_f64());
+    }
+    state.next_due = Some(now + interval);
+    let tick = Tick {
+        ctx: &ctx,
+        obj: &obj,
+        namespace: &namespace,
+    };
+    let result = tracing::Instrument::instrument(tick.run(&mut state), span).await;
+    result.map(|()| Action::requeue(interval))
+}
+
+struct Tick<'a> {
+    ctx: &'a Context,
+    obj: &'a WasmAutoscaler,
+    namespace: &'a str,
+}
+
+impl Tick<'_> {
+    async fn run(&self, state: &mut TargetState) -> Result<(), Error> {
+        let stamp = Timestamp::now();
+        let now_text = rfc3339(stamp);
+        let previous = self.obj.status.clone().unwrap_or_default();
+        let generation = self.obj.meta().generation;
+        let mut conditions = Conditions::new(&previous.conditions, now_text.clone(), generation);
+        let mut status = WasmAutoscalerStatus {
+            observed_generation: generation,
+            last_scale_time: previous.last_scale_time.clone(),
+            last_decision: previous.last_decision.clone(),
+            shadow_decision: previous.shadow_decision.clone(),
+            policies: previous.policies.clone(),
+            ..WasmAutoscalerStatus::default()
+        };
+
+        let checked = match self.obj.spec.validate() {
+            Ok(c) => c,
+            Err(message) => {
+                conditions.set(READY, false, "InvalidSpec", message.clone());
+                if conditions.transitions(READY) {
+                    self.warn("InvalidSpec", message).await;
+                }
+                conditions.keep(POLICY_LOADED);
+                return self.write_status(status, conditions).await;
+            }
+        };
+
+        self.load_policies(state, &checked, &mut conditions).await;
+        state.generation = generation;
+        if state.pipeline.is_none() {
+            conditions.set(
+                READY,
+                false,
+                "NoPolicy",
+                "no policy has loaded yet; see the PolicyLoaded condition",
+            );
+            return self.write_status(status, conditions).await;
+        }
+        status.policies = state
+            .loaded
+            .iter()
+            .map(|(role, source, _, digest)| LoadedPolicy {
+                role: (*role).into(),
+                source: source.clone(),
+                digest: digest.to_string(),
+            })
+            .collect();
+
+        if let Some(hpa) = self.competing_hpa().await? {
+            let message = format!(
+                "HorizontalPodAutoscaler `{hpa}` also scales {}/{}; this autoscaler will not fight it: delete one of the two",
+                self.obj.spec.scale_target_ref.kind, self.obj.spec.scale_target_ref.name
+            );
+            conditions.set(READY, false, "ConflictingHPA", message.clone());
+            if state.hpa_conflict.as_deref() != Some(hpa.as_str()) {
+                self.warn("ConflictingHPA", message).await;
+                state.hpa_conflict = Some(hpa);
+            }
+            return self.write_status(status, conditions).await;
+        }
+        state.hpa_conflict = None;
+
+        let target = match self
+            .ctx
+            .resolver
+            .target(
+                &self.ctx.client,
+                self.namespace,
+                &self.obj.spec.scale_target_ref,
+            )
+            .await
+        {
+            Ok(t) => t,
+            Err(e) => {
+                conditions.set(READY, false, "TargetUnknown", e.to_string());
+                self.write_status(status, conditions).await?;
+                return Err(e);
+            }
+        };
+        let scale = match target.scale().await {
+            Ok(s) => s,
+            Err(e) => {
+                conditions.set(READY, false, "TargetUnavailable", e.to_string());
+                self.write_status(status, conditions).await?;
+                return Err(e);
+            }
+        };
+        let pods = match &scale.selector {
+            Some(selector) => target.pods(selector, checked.warmup, stamp).await?,
+            None => PodCounts {
+                ready: scale.status_replicas,
+                ..PodCounts::default()
+            },
+        };
+
+        let metrics = self.fetch_metrics(state, &pods, &mut conditions).await;
+        let observation = Observation {
+            now_ms: stamp.as_millisecond().max(0) as u64,
+            current_replicas: scale.spec_replicas,
+            ready_replicas: pods.ready,
+            warming_replicas: pods.warming,
+            metrics,
+        };
+        if !state.seeded {
+            let last_scale_ms = previous
+                .last_scale_time
+                .as_deref()
+                .and_then(|t| t.parse::<Timestamp>().ok())
+                .map(|t| t.as_millisecond().max(0) as u64);
+            if let Some(p) = state.pipeline.as_mut() {
+                p.seed(observation.now_ms, scale.spec_replicas, last_scale_ms);
+            }
+            if let Some(p) = state.shadow.as_mut() {
+                p.seed(observation.now_ms, scale.spec_replicas, last_scale_ms);
+            }
+            state.seeded = true;
+        }
+
+        let report = self.evaluate(&mut state.pipeline, &observation).await;
+        self.count(&report, false);
+        status.current_replicas = Some(scale.spec_replicas);
+        status.desired_replicas = Some(report.verdict.replicas);
+        status.last_decision = Some(decision_status(&report, &now_text, &checked));
+        if state.shadow.is_some() {
+            let shadow = self.evaluate(&mut state.shadow, &observation).await;
+            self.count(&shadow, true);
+            status.shadow_decision = Some(decision_status(&shadow, &now_text, &checked));
+        } else {
+            status.shadow_decision = None;
+        }
+
+        let paused = self
+            .obj
+            .annotations()
+            .get(PAUSE_ANNOTATION)
+            .is_some_and(|v| v == "true");
+        let mode = if paused {
+            Some((
+                "Paused",
+                format!("the {PAUSE_ANNOTATION} annotation is set"),
+            ))
+        } else if self.obj.spec.dry_run {
+            Some(("DryRun", "spec.dryRun is set".to_string()))
+        } else {
+            None
+        };
+        let mut limits: Vec<String> = report.verdict.limits.iter().map(limit_name).collect();
+        if report.scales() {
+            match &mode {
+                Some((why, _)) => {
+                    limits.push((*why).into());
+                    tracing::info!(
+                        from = scale.spec_replicas,
+                        to = report.verdict.replicas,
+                        mode = why,
+                        "would scale; not applied"
+                    );
+                }
+                None => {
+                    if let Err(message) = self.scale(state, &target, &report, &checked).await {
+                        conditions.set(READY, false, "ScaleFailed", message);
+                        self.fill_limits(&mut conditions, &limits);
+                        return self.write_status(status, conditions).await;
+                    }
+                    status.last_scale_time = Some(now_text.clone());
+                }
+            }
+        }
+        if let Some(decision) = status.last_decision.as_mut() {
+            decision.limits = limits.clone();
+        }
+        match &mode {
+            Some((why, message)) => conditions.set(
+                READY,
+                true,
+                why,
+                format!("deciding and reporting, never scaling: {message}"),
+            ),
+            None => conditions.set(
+                READY,
+                true,
+                "Scaling",
+                format!(
+                    "evaluating {} every {}",
+                    target.describe(),
+                    self.obj.spec.interval
+                ),
+            ),
+        }
+        self.fill_limits(&mut conditions, &limits);
+        self.write_status(status, conditions).await
+    }
+
+    fn fill_limits(&self, conditions: &mut Conditions, limits: &[String]) {
+        if limits.is_empty() {
+            conditions.set(
+                SCALING_LIMITED,
+                false,
+                "WithinLimits",
+                "the decision was applied as made",
+            );
+        } else {
+            conditions.set(
+                SCALING_LIMITED,
+                true,
+                &limits[0],
+                format!("the decision was limited by: {}", limits.join(", ")),
+            );
+        }
+    }
+
+    /// Loads changed policy sources; a failure keeps the last good version serving.
+    async fn load_policies(
+        &self,
+        state: &mut TargetState,
+        checked: &Checked,
+        conditions: &mut Conditions,
+    ) {
+        let spec = &self.obj.spec;
+        let roles: Vec<(&'static str, &PolicySource, World)> = [
+            spec.predictor
+                .as_ref()
+                .map(|p| ("predictor", p, World::Predictor)),
+            Some(("decider", &spec.decider, World::Decider)),
+            spec.shadow.as_ref().map(|p| ("shadow", p, World::Decider)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let mut loaded = Vec::new();
+        let mut specs: HashMap<&'static str, PolicySpec> = HashMap::new();
+        let mut failure: Option<LoadError> = None;
+        for (role, source, world) in &roles {
+            // No reference to `state` may live across an await: pipelines are not `Sync`.
+            let bytes = match policies::read(&self.ctx.client, self.namespace, source).await {
+                Ok(b) => b,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            };
+            let digest = Digest::of(&bytes);
+            let config = source.config_text();
+            let describe = source.describe();
+            let current = current_policy(state, role, &describe, &config, digest);
+            let policy = match current {
+                Some(p) => p,
+                None => match policies::load(&self.ctx.runtime, source, bytes, *world).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                },
+            };
+            loaded.push((*role, describe, config, digest));
+            specs.insert(*role, policy);
+        }
+        if let Some(e) = failure {
+            let message = e.to_string();
+            let serving = if state.pipeline.is_some() {
+                "; the last good version keeps serving"
+            } else {
+                ""
+            };
+            conditions.set(
+                POLICY_LOADED,
+                false,
+                "LoadFailed",
+                format!("{message}{serving}"),
+            );
+            if state.rejected.as_deref() != Some(message.as_str()) {
+                self.warn("PolicyRejected", format!("{message}{serving}"))
+                    .await;
+                state.rejected = Some(message);
+            }
+            return;
+        }
+        state.rejected = None;
+        let changed = loaded != state.loaded || state.generation != self.obj.meta().generation;
+        if changed {
+            let decider = specs.remove("decider").expect("a decider is always loaded");
+            let predictor = specs.remove("predictor");
+            let target_spec = |decider: PolicySpec| TargetSpec {
+                min_replicas: spec.min_replicas,
+                max_replicas: spec.max_replicas,
+                interval_ms: checked.interval.as_millis() as u64,
+                warmup_ms: checked.warmup.as_millis() as u64,
+                history_len: spec.history as usize,
+                metrics: spec.metrics.iter().map(|m| m.name.clone()).collect(),
+                predictor: predictor.clone(),
+                decider,
+                behavior: spec.behavior.clone(),
+            };
+            let main = target_spec(decider);
+            match state.pipeline.as_mut() {
+                Some(p) => p.respec(main),
+                None => state.pipeline = Some(Pipeline::new(main)),
+            }
+            state.shadow = match (specs.remove("shadow"), state.shadow.take()) {
+                (Some(s), Some(mut p)) => {
+                    p.respec(target_spec(s));
+                    Some(p)
+                }
+                (Some(s), None) => Some(Pipeline::new(target_spec(s))),
+                (None, _) => None,
+            };
+            for (role, source, _, digest) in &loaded {
+                if !state
+                    .loaded
+                    .iter()
+                    .any(|(r, _, _, d)| r == role && d == digest)
+                {
+                    self.ctx
+                        .event(
+                            self.obj,
+                            EventType::Normal,
+                            "PolicyLoaded",
+                            format!("{role} {digest} from {source}"),
+                        )
+                        .await;
+                }
+            }
+            state.loaded = loaded;
+        }
+        conditions.set(
+            POLICY_LOADED,
+            true,
+            "Loaded",
+            state
+                .loaded
+                .iter()
+                .map(|(role, source, _, digest)| format!("{role}: {source} ({})", digest.short()))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+    }
+
+    async fn competing_hpa(&self) -> Result<Option<String>, Error> {
+        let api: Api<HorizontalPodAutoscaler> =
+            Api::namespaced(self.ctx.client.clone(), self.namespace);
+        let hpas = api
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| Error::Kube {
+                action: "listing HorizontalPodAutoscalers".into(),
+                source: e,
+            })?;
+        let ours = &self.obj.spec.scale_target_ref;
+        let group = |api_version: &str| {
+            api_version
+                .split_once('/')
+                .map_or("", |(g, _)| g)
+                .to_string()
+        };
+        Ok(hpas.items.into_iter().find_map(|h| {
+            let r = &h.spec.scale_target_ref;
+            let same = r.kind == ours.kind
+                && r.name == ours.name
+                && group(r.api_version.as_deref().unwrap_or("")) == group(&ours.api_version);
+            same.then(|| h.name_any())
+        }))
+    }
+
+    async fn fetch_metrics(
+        &self,
+        state: &mut TargetState,
+        pods: &PodCounts,
+        conditions: &mut Conditions,
+    ) -> Vec<(String, Option<f64>)> {
+        let mut values = Vec::new();
+        let mut problems = Vec::new();
+        for spec in &self.obj.spec.metrics {
+            match self
+                .ctx
+                .fetcher
+                .fetch(spec, &pods.endpoints, &mut state.scrape)
+                .await
+            {
+                Ok(v) => values.push((spec.name.clone(), Some(v))),
+                Err(e) => {
+                    self.ctx.metrics.metric_error(
+                        self.namespace,
+                        &self.obj.name_any(),
+                        &spec.name,
+                        e.kind(),
+                    );
+                    tracing::warn!(metric = %spec.name, error = %e, "metric unavailable");
+                    problems.push((spec.name.clone(), e.to_string()));
+                    values.push((spec.name.clone(), None));
+                }
+            }
+        }
+        let names: Vec<String> = problems.iter().map(|(n, _)| n.clone()).collect();
+        if problems.is_empty() {
+            conditions.set(
+                METRICS_AVAILABLE,
+                true,
+                "Fetched",
+                "every metric had a usable value",
+            );
+        } else {
+            let message = problems
+                .iter()
+                .map(|(n, e)| format!("{n}: {e}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            conditions.set(METRICS_AVAILABLE, false, "Unavailable", message.clone());
+            if names != state.unavailable {
+                self.warn("MetricsUnavailable", message).await;
+            }
+        }
+        state.unavailable = names;
+        values
+    }
+
+    /// Runs the policies off the async workers: a call may take up to the deadline.
+    async fn evaluate(&self, slot: &mut Option<Pipeline>, obs: &Observation) -> TickReport {
+        let mut pipeline = slot.take().expect("evaluated only with a pipeline");
+        let obs = obs.clone();
+        let started = Instant::now();
+        let (pipeline, report) = tokio::task::spawn_blocking(move || {
+            let report = pipeline.evaluate(&obs);
+            (pipeline, report)
+        })
+        .await
+        .expect("evaluation does not panic");
+        self.ctx.metrics.evaluation(started.elapsed().as_secs_f64());
+        *slot = Some(pipeline);
+        report
+    }
+
+    fn count(&self, report: &TickReport, shadow: bool) {
+        for (role, kind) in &report.failures {
+            if !shadow {
+                self.ctx.metrics.policy_failure(role, kind);
+            }
+        }
+        let outcome = match (
+            &report.proposal,
+            report.verdict.replicas.cmp(&report.current_replicas),
+        ) {
+            (Proposal::Failed(_), _) => "failed",
+            (_, std::cmp::Ordering::Greater) => "scale_up",
+            (_, std::cmp::Ordering::Less) => "scale_down",
+            _ => "hold",
+        };
+        self.ctx.metrics.decision(outcome, shadow);
+    }
+
+    /// Applies the verdict, retrying conflicts and server errors with backoff.
+    async fn scale(
+        &self,
+        state: &mut TargetState,
+        target: &Target,
+        report: &TickReport,
+        checked: &Checked,
+    ) -> Result<(), String> {
+        let to = report.verdict.replicas;
+        let from = report.current_replicas;
+        let backoff = &self.obj.spec.behavior.backoff;
+        let give_up_at = Instant::now() + checked.interval;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match target.set_replicas(to).await {
+                Ok(()) => break,
+                Err(e) => {
+                    let retriable = matches!(&e, kube::Error::Api(s) if s.code == 409 || s.code == 429 || s.code >= 500)
+                        || !matches!(&e, kube::Error::Api(_));
+                    let wait = backoff.delay(attempt);
+                    if !retriable
+                        || attempt >= backoff.attempts.max(1)
+                        || Instant::now() + wait >= give_up_at
+                    {
+                        let message = format!(
+                            "scaling {} from {from} to {to} failed after {attempt} attempt(s): {e}",
+                            target.describe()
+                        );
+                        tracing::warn!(%message);
+                        self.warn("ScaleFailed", message.clone()).await;
+                        return Err(message);
+                    }
+                    tracing::info!(attempt, error = %e, wait_ms = wait.as_millis() as u64, "scale request failed; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+        if let Some(p) = state.pipeline.as_mut() {
+            p.record_action(report.now_ms);
+        }
+        let up = to > from;
+        self.ctx.metrics.scale_action(up);
+        tracing::info!(from, to, reason = %report.reason, "scaled");
+        self.ctx
+            .event(
+                self.obj,
+                EventType::Normal,
+                if up { "ScaledUp" } else { "ScaledDown" },
+                format!(
+                    "{} from {from} to {to}: {}",
+                    target.describe(),
+                    report.reason
+                ),
+            )
+            .await;
+        Ok(())
+    }
+
+    async fn warn(&self, reason: &str, note: String) {
+        self.ctx
+            .event(self.obj, EventType::Warning, reason, note)
+            .await;
+    }
+
+    async fn write_status(
+        &self,
+        status: WasmAutoscalerStatus,
+        conditions: Conditions,
+    ) -> Result<(), Error> {
+        let status = WasmAutoscalerStatus {
+            conditions: conditions.finish(),
+            ..status
+        };
+        let api: Api<WasmAutoscaler> = Api::namespaced(self.ctx.client.clone(), self.namespace);
+        // A merge patch of the status alone: spec edits made meanwhile are untouched.
+        let patch = serde_json::json!({ "status": status });
+        api.patch_status(
+            &self.obj.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(|e| Error::Kube {
+            action: "writing the status".into(),
+            source: e,
+        })?;
+        Ok(())
+    }
+}
+
+fn decision_status(report: &TickReport, now: &str, checked: &Checked) -> DecisionStatus {
+    let horizon_ms = report.now_ms as f64 + checked.warmup.max(checked.interval).as_millis() as f64;
+    DecisionStatus {
+        time: now.into(),
+        proposed_replicas: match report.proposal {
+            Proposal::Desired(d) => Some(d),
+            Proposal::Failed(_) => None,
+        },
+        desired_replicas: report.verdict.replicas,
+        reason: report.reason.clone(),
+        limits: report.verdict.limits.iter().map(limit_name).collect(),
+        forecast: report
+            .forecasts
+            .iter()
+            .filter_map(|f| {
+                // The point nearest the horizon the decider sized for.
+                let p = f.points.iter().min_by(|a, b| {
+                    (a.time_ms - horizon_ms)
+                        .abs()
+                        .total_cmp(&(b.time_ms - horizon_ms).abs())
+                })?;
+                Some(ForecastStatus {
+                    metric: f.name.clone(),
+                    horizon_seconds: ((p.time_ms - report.now_ms as f64) / 1000.0 * 1000.0).round()
+                        / 1000.0,
+                    value: (p.value * 1000.0).round() / 1000.0,
+                })
+            })
+            .collect(),
+    }
+}
+
+/// The policy already serving `role`, when its source, config and digest are unchanged.
+fn current_policy(
+    state: &TargetState,
+    role: &str,
+    source: &str,
+    config: &str,
+    digest: Digest,
+) -> Option<PolicySpec> {
+    state
+        .loaded
+        .iter()
+        .find(|(r, s, c, d)| *r == role && s == source && c == config && *d == digest)?;
+    let pipeline = if role == "shadow" {
+        state.shadow.as_ref()
+    } else {
+        state.pipeline.as_ref()
+    }?;
+    let spec = pipeline.spec();
+    match role {
+        "predictor" => spec.predictor.clone(),
+        _ => Some(spec.decider.clone()),
+    }
+}
+
+fn limit_name(limit: &Limit) -> String {
+    format!("{limit:?}")
+}
+
+fn rfc3339(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}

@@ -1,0 +1,469 @@
+//! The `WasmAutoscaler` custom resource (`wasmautoscaler.dev/v1alpha1`).
+//!
+//! `deploy/crd.yaml` is generated from these types (`wasm-autoscaler crd`)
+//! and a test fails when it drifts. The schema carries what the API server
+//! can check on its own; [`WasmAutoscalerSpec::validate`] checks the rest
+//! (and everything again, for servers that skip CEL rules).
+
+use std::time::Duration;
+
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::safety::Behavior;
+
+/// API group of the resource.
+pub const GROUP: &str = "wasmautoscaler.dev";
+/// The annotation that pauses an autoscaler (`"true"`): it keeps deciding
+/// and reporting but never scales.
+pub const PAUSE_ANNOTATION: &str = "wasmautoscaler.dev/paused";
+
+const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
+
+/// Scales one workload with WebAssembly policies.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[kube(
+    group = "wasmautoscaler.dev",
+    version = "v1alpha1",
+    kind = "WasmAutoscaler",
+    shortname = "was",
+    namespaced,
+    status = "WasmAutoscalerStatus",
+    printcolumn = r#"{"name": "Target", "type": "string", "jsonPath": ".spec.scaleTargetRef.name"}"#,
+    printcolumn = r#"{"name": "Min", "type": "integer", "jsonPath": ".spec.minReplicas"}"#,
+    printcolumn = r#"{"name": "Max", "type": "integer", "jsonPath": ".spec.maxReplicas"}"#,
+    printcolumn = r#"{"name": "Current", "type": "integer", "jsonPath": ".status.currentReplicas"}"#,
+    printcolumn = r#"{"name": "Desired", "type": "integer", "jsonPath": ".status.desiredReplicas"}"#,
+    printcolumn = r#"{"name": "Reason", "type": "string", "jsonPath": ".status.lastDecision.reason", "priority": 1}"#,
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
+)]
+#[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas").message("minReplicas must not exceed maxReplicas"))]
+#[serde(rename_all = "camelCase")]
+pub struct WasmAutoscalerSpec {
+    /// The workload to scale: any resource with a `scale` subresource.
+    pub scale_target_ref: ScaleTargetRef,
+    /// Fewest replicas the autoscaler sets.
+    #[serde(default = "default_min")]
+    #[schemars(range(min = 0))]
+    pub min_replicas: u32,
+    /// Most replicas the autoscaler sets.
+    #[schemars(range(min = 1))]
+    pub max_replicas: u32,
+    /// Time between evaluations, e.g. `15s`.
+    #[serde(default = "default_interval")]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub interval: String,
+    /// Pods younger than this count as warming, not capacity; predictors forecast at least this far ahead.
+    #[serde(default = "default_warmup")]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub warmup: String,
+    /// Samples of history kept per metric for predictors.
+    #[serde(default = "default_history")]
+    #[schemars(range(min = 2, max = 10000))]
+    pub history: u32,
+    /// The signals policies decide on.
+    #[schemars(length(min = 1))]
+    pub metrics: Vec<MetricSpec>,
+    /// Forecasts the metrics; optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predictor: Option<PolicySource>,
+    /// Turns metrics and forecasts into a replica count.
+    pub decider: PolicySource,
+    /// A second decider evaluated every tick and reported, never applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<PolicySource>,
+    /// Limits on how fast and how often the target may change.
+    #[serde(default)]
+    pub behavior: Behavior,
+    /// Decide and report, never scale.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+fn default_min() -> u32 {
+    1
+}
+fn default_interval() -> String {
+    "15s".into()
+}
+fn default_warmup() -> String {
+    "60s".into()
+}
+fn default_history() -> u32 {
+    240
+}
+
+/// Names the workload to scale.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScaleTargetRef {
+    /// For example `apps/v1`.
+    pub api_version: String,
+    /// For example `Deployment`.
+    pub kind: String,
+    /// Name of the workload in the autoscaler's namespace.
+    pub name: String,
+}
+
+/// One named signal and where it comes from.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new("has(self.prometheus) != has(self.scrape)").message("set exactly one of prometheus, scrape"))]
+#[serde(rename_all = "camelCase")]
+pub struct MetricSpec {
+    /// The name policies see, e.g. `rps`.
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    /// A PromQL instant query.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusMetric>,
+    /// Scrape the target's pods directly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scrape: Option<ScrapeMetric>,
+}
+
+/// A PromQL query returning one number.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusMetric {
+    /// Base URL of the Prometheus server, e.g. `http://prometheus.monitoring:9090`.
+    pub address: String,
+    /// The query; it must return one series or a scalar.
+    pub query: String,
+}
+
+/// A metric read from each pod's exposition endpoint and aggregated.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScrapeMetric {
+    /// Port of the pods' metrics endpoint.
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: u16,
+    /// Path of the metrics endpoint.
+    #[serde(default = "default_path")]
+    pub path: String,
+    /// Name of the gauge to read.
+    pub metric: String,
+    /// How the pods' values combine.
+    #[serde(default)]
+    pub aggregation: Aggregation,
+}
+
+fn default_path() -> String {
+    "/metrics".into()
+}
+
+/// How per-pod values combine into one.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Aggregation {
+    #[default]
+    Sum,
+    Avg,
+    Max,
+}
+
+/// Where a policy component comes from, and its configuration.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new("[has(self.configMapRef), has(self.file), has(self.bundled)].filter(x, x).size() == 1").message("set exactly one of configMapRef, file, bundled"))]
+#[serde(rename_all = "camelCase")]
+pub struct PolicySource {
+    /// A key of a ConfigMap's `binaryData` in the autoscaler's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_ref: Option<ConfigMapKey>,
+    /// A path in the operator's file system (e.g. a mounted volume).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// A policy shipped inside the operator: `hpa`, `ewma-trend` or `forecast`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundled: Option<String>,
+    /// The policy's configuration, passed to it as JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_object")]
+    pub config: Option<serde_json::Value>,
+    /// Refuse a component whose sha256 (lowercase hex) differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^[0-9a-f]{64}$"))]
+    pub sha256: Option<String>,
+}
+
+/// A key of a ConfigMap.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapKey {
+    pub name: String,
+    pub key: String,
+}
+
+fn any_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true
+    })
+}
+
+impl PolicySource {
+    /// A short description for status and logs, e.g. `configMap/policies#forecast.wasm`.
+    pub fn describe(&self) -> String {
+        match (&self.config_map_ref, &self.file, &self.bundled) {
+            (Some(c), _, _) => format!("configMap/{}#{}", c.name, c.key),
+            (_, Some(f), _) => format!("file:{f}"),
+            (_, _, Some(b)) => format!("bundled:{b}"),
+            _ => "none".into(),
+        }
+    }
+
+    /// The policy's configuration as JSON text (empty when absent).
+    pub fn config_text(&self) -> String {
+        self.config
+            .as_ref()
+            .map_or_else(String::new, |v| v.to_string())
+    }
+
+    fn validate(&self, field: &str) -> Result<(), String> {
+        let set = [
+            self.config_map_ref.is_some(),
+            self.file.is_some(),
+            self.bundled.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count();
+        if set != 1 {
+            return Err(format!(
+                "{field}: set exactly one of configMapRef, file, bundled"
+            ));
+        }
+        if let Some(pin) = &self.sha256 {
+            if pin.len() != 64
+                || !pin
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            {
+                return Err(format!("{field}.sha256 must be 64 lowercase hex digits"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A spec checked and converted to what the pipeline uses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checked {
+    pub interval: Duration,
+    pub warmup: Duration,
+}
+
+impl WasmAutoscalerSpec {
+    /// Checks what the schema cannot (or a server did not), naming the first bad field.
+    pub fn validate(&self) -> Result<Checked, String> {
+        if self.min_replicas > self.max_replicas {
+            return Err(format!(
+                "minReplicas ({}) must not exceed maxReplicas ({})",
+                self.min_replicas, self.max_replicas
+            ));
+        }
+        if self.max_replicas == 0 {
+            return Err("maxReplicas must be at least 1".into());
+        }
+        let interval = parse_duration("interval", &self.interval)?;
+        if interval < Duration::from_secs(1) {
+            return Err(format!(
+                "interval must be at least 1s, got {}",
+                self.interval
+            ));
+        }
+        let warmup = parse_duration("warmup", &self.warmup)?;
+        if !(2..=10_000).contains(&self.history) {
+            return Err(format!(
+                "history must be in 2..=10000, got {}",
+                self.history
+            ));
+        }
+        if self.metrics.is_empty() {
+            return Err("metrics: at least one metric is needed".into());
+        }
+        for (i, m) in self.metrics.iter().enumerate() {
+            if m.name.is_empty() {
+                return Err(format!("metrics[{i}].name must not be empty"));
+            }
+            if self.metrics[..i].iter().any(|o| o.name == m.name) {
+                return Err(format!("metrics[{i}].name `{}` is used twice", m.name));
+            }
+            if m.prometheus.is_some() == m.scrape.is_some() {
+                return Err(format!(
+                    "metrics[{i}]: set exactly one of prometheus, scrape"
+                ));
+            }
+        }
+        if let Some(p) = &self.predictor {
+            p.validate("predictor")?;
+        }
+        self.decider.validate("decider")?;
+        if let Some(s) = &self.shadow {
+            s.validate("shadow")?;
+        }
+        self.behavior.validate()?;
+        Ok(Checked { interval, warmup })
+    }
+}
+
+fn parse_duration(field: &str, text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{field}: `{text}` is not a duration like 15s or 2m ({e})"))
+}
+
+/// What the autoscaler last observed and did.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WasmAutoscalerStatus {
+    /// The spec generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Replicas the target was asked to run at the last evaluation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_replicas: Option<u32>,
+    /// Replicas the safety layer allowed at the last evaluation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_replicas: Option<u32>,
+    /// When the autoscaler last changed the target (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_time: Option<String>,
+    /// The last decision of the active policies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_decision: Option<DecisionStatus>,
+    /// The last decision of the shadow decider, never applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_decision: Option<DecisionStatus>,
+    /// The policy components in use.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<LoadedPolicy>,
+    /// `Ready`, `PolicyLoaded`, `MetricsAvailable`, `ScalingLimited`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// One evaluation's outcome.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DecisionStatus {
+    /// When it was made (RFC 3339).
+    pub time: String,
+    /// What the decider proposed; absent when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proposed_replicas: Option<u32>,
+    /// What the safety layer allowed.
+    pub desired_replicas: u32,
+    /// The decider's reason, or why there was no decision.
+    pub reason: String,
+    /// Safety limits that shaped the outcome.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limits: Vec<String>,
+    /// The forecast at the horizon, per metric.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forecast: Vec<ForecastStatus>,
+}
+
+/// A metric's forecast at the horizon.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ForecastStatus {
+    pub metric: String,
+    /// Seconds ahead of the decision.
+    pub horizon_seconds: f64,
+    pub value: f64,
+}
+
+/// A policy component in use.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadedPolicy {
+    /// `predictor`, `decider` or `shadow`.
+    pub role: String,
+    /// Where it came from.
+    pub source: String,
+    /// `sha256:…` of the component.
+    pub digest: String,
+}
+
+/// A status condition in the Kubernetes convention.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    pub reason: String,
+    pub message: String,
+    /// RFC 3339.
+    pub last_transition_time: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> WasmAutoscalerSpec {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    const BASE: &str = r#"
+scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+maxReplicas: 10
+metrics: [{name: rps, prometheus: {address: "http://p:9090", query: "up"}}]
+decider: {bundled: forecast, config: {metric: rps, capacityPerPod: 10}}
+"#;
+
+    #[test]
+    fn defaults_fill_in() {
+        let s = spec(BASE);
+        assert_eq!(s.min_replicas, 1);
+        let c = s.validate().unwrap();
+        assert_eq!(c.interval, Duration::from_secs(15));
+        assert_eq!(c.warmup, Duration::from_secs(60));
+        assert_eq!(
+            s.decider.config_text(),
+            r#"{"capacityPerPod":10,"metric":"rps"}"#
+        );
+    }
+
+    #[test]
+    fn bad_specs_name_the_field() {
+        let cases = [
+            (
+                "minReplicas: 11",
+                "minReplicas (11) must not exceed maxReplicas (10)",
+            ),
+            ("interval: soon", "interval: `soon`"),
+            ("interval: 10ms", "interval must be at least 1s"),
+            (
+                "predictor: {bundled: a, file: b}",
+                "predictor: set exactly one",
+            ),
+            ("shadow: {}", "shadow: set exactly one"),
+            ("behavior: {fallback: {afterFailures: 0}}", "afterFailures"),
+        ];
+        for (extra, want) in cases {
+            let err = spec(&format!("{BASE}{extra}\n")).validate().unwrap_err();
+            assert!(err.contains(want), "{extra}: {err}");
+        }
+        let mut twice = spec(BASE);
+        twice.metrics.push(twice.metrics[0].clone());
+        assert!(twice.validate().unwrap_err().contains("used twice"));
+        let mut pin = spec(BASE);
+        pin.decider.sha256 = Some("ABC".into());
+        assert!(pin.validate().unwrap_err().contains("sha256"));
+    }
+
+    #[test]
+    fn unknown_behavior_fields_are_refused() {
+        let err = serde_yaml::from_str::<WasmAutoscalerSpec>(&format!(
+            "{BASE}behavior: {{scaleUp: {{stabilisationSeconds: 3}}}}\n"
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("stabilisationSeconds"), "{err}");
+    }
+}

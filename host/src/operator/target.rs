@@ -1,0 +1,182 @@
+//! The workload a `WasmAutoscaler` scales: found through discovery by its
+//! `scaleTargetRef`, read and changed only through its `scale` subresource,
+//! and its pods found by the selector the scale status reports.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use k8s_openapi::api::autoscaling::v1::Scale;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams};
+use kube::core::GroupVersionKind;
+use kube::{discovery, Api, Client};
+
+use super::crd::ScaleTargetRef;
+use super::Error;
+use crate::metrics::Endpoint;
+
+/// Resolves `scaleTargetRef`s to API resources, remembering what discovery found.
+#[derive(Default)]
+pub struct Resolver {
+    known: Mutex<HashMap<(String, String), ApiResource>>,
+}
+
+impl Resolver {
+    /// The scale API of the target in `namespace`.
+    pub async fn target(
+        &self,
+        client: &Client,
+        namespace: &str,
+        target: &ScaleTargetRef,
+    ) -> Result<Target, Error> {
+        let key = (target.api_version.clone(), target.kind.clone());
+        let cached = self.known.lock().expect("resolver lock").get(&key).cloned();
+        let resource = match cached {
+            Some(r) => r,
+            None => {
+                let (group, version) = match target.api_version.split_once('/') {
+                    Some((g, v)) => (g.to_string(), v.to_string()),
+                    None => (String::new(), target.api_version.clone()),
+                };
+                let gvk = GroupVersionKind::gvk(&group, &version, &target.kind);
+                let (resource, _caps) =
+                    discovery::pinned_kind(client, &gvk).await.map_err(|e| {
+                        Error::TargetUnknown {
+                            target: format!("{}/{}", target.api_version, target.kind),
+                            message: e.to_string(),
+                        }
+                    })?;
+                self.known
+                    .lock()
+                    .expect("resolver lock")
+                    .insert(key, resource.clone());
+                resource
+            }
+        };
+        Ok(Target {
+            api: Api::namespaced_with(client.clone(), namespace, &resource),
+            pods: Api::namespaced(client.clone(), namespace),
+            name: target.name.clone(),
+            kind: target.kind.clone(),
+        })
+    }
+}
+
+/// One workload, through its scale subresource.
+pub struct Target {
+    api: Api<DynamicObject>,
+    pods: Api<Pod>,
+    name: String,
+    kind: String,
+}
+
+/// The scale of a workload as its subresource reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScaleView {
+    /// Replicas asked for.
+    pub spec_replicas: u32,
+    /// Replicas running.
+    pub status_replicas: u32,
+    /// Label selector of the pods, in query form.
+    pub selector: Option<String>,
+}
+
+/// Pods split by whether they serve yet.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PodCounts {
+    /// Ready and older than the warm-up.
+    pub ready: u32,
+    /// Not ready yet, or ready but still warming up.
+    pub warming: u32,
+    /// Where to scrape the pods that have an address.
+    pub endpoints: Vec<Endpoint>,
+}
+
+impl Target {
+    /// The workload's kind and name, e.g. `Deployment/web`.
+    pub fn describe(&self) -> String {
+        format!("{}/{}", self.kind, self.name)
+    }
+
+    /// Reads the scale subresource.
+    pub async fn scale(&self) -> Result<ScaleView, Error> {
+        let scale: Scale = self
+            .api
+            .get_scale(&self.name)
+            .await
+            .map_err(|e| Error::Kube {
+                action: format!("reading the scale of {}", self.describe()),
+                source: e,
+            })?;
+        let spec = scale.spec.and_then(|s| s.replicas).unwrap_or(0);
+        let status = scale.status.unwrap_or_default();
+        Ok(ScaleView {
+            spec_replicas: spec.max(0) as u32,
+            status_replicas: status.replicas.max(0) as u32,
+            selector: status.selector.filter(|s| !s.is_empty()),
+        })
+    }
+
+    /// Sets the replica count. The patch holds the absolute number, so a
+    /// retry after an answer that was lost cannot scale twice.
+    pub async fn set_replicas(&self, replicas: u32) -> Result<(), kube::Error> {
+        let patch = serde_json::json!({ "spec": { "replicas": replicas } });
+        self.api
+            .patch_scale(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map(|_| ())
+    }
+
+    /// Counts the pods matching `selector`; pods created less than `warmup`
+    /// ago, or not Ready, are warming.
+    pub async fn pods(
+        &self,
+        selector: &str,
+        warmup: std::time::Duration,
+        now: Timestamp,
+    ) -> Result<PodCounts, Error> {
+        let pods = self
+            .pods
+            .list(&ListParams::default().labels(selector))
+            .await
+            .map_err(|e| Error::Kube {
+                action: format!("listing the pods of {}", self.describe()),
+                source: e,
+            })?;
+        let mut counts = PodCounts::default();
+        for pod in pods.items {
+            if pod.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            let status = pod.status.as_ref();
+            let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("");
+            if phase == "Succeeded" || phase == "Failed" {
+                continue;
+            }
+            let ready = status
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            let started = status
+                .and_then(|s| s.start_time.as_ref())
+                .or(pod.metadata.creation_timestamp.as_ref())
+                .map(|t| t.0);
+            let warm = started
+                .is_some_and(|t| now.duration_since(t).as_secs_f64() >= warmup.as_secs_f64());
+            if ready && warm {
+                counts.ready += 1;
+            } else {
+                counts.warming += 1;
+            }
+            if let (Some(ip), Some(uid)) = (
+                status.and_then(|s| s.pod_ip.clone()),
+                pod.metadata.uid.clone(),
+            ) {
+                if ready {
+                    counts.endpoints.push(Endpoint { id: uid, host: ip });
+                }
+            }
+        }
+        Ok(counts)
+    }
+}

@@ -1,0 +1,164 @@
+//! Replaying a `WasmAutoscaler` manifest: the set-up exactly as the object
+//! describes it (policies, their config and pins, behavior, bounds), so a
+//! team can try the object before applying it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use serde::Deserialize;
+
+use super::setup::{Setup, SetupError};
+use super::METRICS;
+use crate::operator::crd::{PolicySource, WasmAutoscaler};
+use crate::operator::policies;
+use crate::runtime::{Runtime, World};
+
+/// A manifest's set-up and the target bounds it sets for the replay.
+pub struct Manifest {
+    pub setup: Setup,
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+    pub interval_seconds: u64,
+    pub history: usize,
+}
+
+/// Reads the one `WasmAutoscaler` in the YAML files at `paths`; the other
+/// documents may hold the ConfigMaps its policies come from (as
+/// `kubectl create configmap … --dry-run=client -o yaml` writes them).
+/// `aliases` maps manifest metric names to the simulated `rps` or
+/// `utilization`; metrics already called that need no alias.
+pub fn from_manifest(
+    runtime: &Runtime,
+    paths: &[PathBuf],
+    aliases: &BTreeMap<String, String>,
+) -> Result<Manifest, SetupError> {
+    let mut autoscalers = Vec::new();
+    let mut maps = Vec::new();
+    for path in paths {
+        let shown = path.display().to_string();
+        let invalid = |message: String| SetupError::Invalid {
+            path: shown.clone(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| SetupError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let value = serde_yaml::Value::deserialize(doc).map_err(|e| invalid(e.to_string()))?;
+            match value.get("kind").and_then(|k| k.as_str()) {
+                Some("WasmAutoscaler") => autoscalers.push((
+                    path.clone(),
+                    serde_yaml::from_value::<WasmAutoscaler>(value)
+                        .map_err(|e| invalid(format!("WasmAutoscaler: {e}")))?,
+                )),
+                Some("ConfigMap") => maps.push(
+                    serde_yaml::from_value::<ConfigMap>(value)
+                        .map_err(|e| invalid(format!("ConfigMap: {e}")))?,
+                ),
+                _ => {}
+            }
+        }
+    }
+    let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    let invalid = |message: String| SetupError::Invalid {
+        path: shown.join(", "),
+        message,
+    };
+    let (path, autoscaler) = match autoscalers.len() {
+        1 => autoscalers.remove(0),
+        0 => return Err(invalid("no WasmAutoscaler in the files".into())),
+        n => {
+            return Err(invalid(format!(
+                "{n} WasmAutoscalers in the files; replay one at a time"
+            )))
+        }
+    };
+    let name = autoscaler
+        .metadata
+        .name
+        .clone()
+        .unwrap_or_else(|| "manifest".into());
+    let spec = &autoscaler.spec;
+    let checked = spec.validate().map_err(|m| SetupError::Setup {
+        setup: name.clone(),
+        message: m,
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let load = |source: &PolicySource, world| -> Result<_, SetupError> {
+        let bytes = read_offline(source, base, &maps).map_err(|message| SetupError::Setup {
+            setup: name.clone(),
+            message: format!("{}: {message}", source.describe()),
+        })?;
+        policies::check(runtime, source, &bytes, world).map_err(|e| SetupError::Setup {
+            setup: name.clone(),
+            message: e.to_string(),
+        })
+    };
+    let predictor = match &spec.predictor {
+        Some(p) => Some(load(p, World::Predictor)?),
+        None => None,
+    };
+    let decider = load(&spec.decider, World::Decider)?;
+    let mut metric_names = super::setup::plain_metric_names();
+    for m in &spec.metrics {
+        let simulated = aliases.get(&m.name).map_or(m.name.as_str(), String::as_str);
+        let Some(slot) = METRICS.iter().position(|s| *s == simulated) else {
+            return Err(SetupError::Setup {
+                setup: name.clone(),
+                message: format!(
+                    "metric `{}` has no simulated counterpart: the replay provides {}; map it with --metric {}=rps",
+                    m.name,
+                    METRICS.join(" and "),
+                    m.name
+                ),
+            });
+        };
+        metric_names[slot] = m.name.clone();
+    }
+    Ok(Manifest {
+        setup: Setup {
+            name,
+            predictor,
+            decider,
+            behavior: spec.behavior.clone(),
+            metric_names,
+            warmup_seconds: Some(checked.warmup.as_secs()),
+        },
+        min_replicas: spec.min_replicas,
+        max_replicas: spec.max_replicas,
+        interval_seconds: checked.interval.as_secs().max(1),
+        history: spec.history as usize,
+    })
+}
+
+/// A policy's bytes without a cluster: bundled, a file relative to the
+/// manifest, or a ConfigMap in the same file.
+fn read_offline(source: &PolicySource, base: &Path, maps: &[ConfigMap]) -> Result<Vec<u8>, String> {
+    if let Some(name) = &source.bundled {
+        return crate::bundled::require(name).map(<[u8]>::to_vec);
+    }
+    if let Some(file) = &source.file {
+        let path = base.join(file);
+        return std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()));
+    }
+    if let Some(r) = &source.config_map_ref {
+        let map = maps
+            .iter()
+            .find(|m| m.metadata.name.as_deref() == Some(r.name.as_str()))
+            .ok_or_else(|| {
+                format!(
+                    "ConfigMap `{}` is not in the given files; add it (e.g. `kubectl create configmap … --dry-run=client -o yaml`) with another --file",
+                    r.name
+                )
+            })?;
+        return map
+            .binary_data
+            .as_ref()
+            .and_then(|d| d.get(&r.key))
+            .map(|b| b.0.clone())
+            .ok_or_else(|| format!("ConfigMap `{}` has no binaryData key `{}`", r.name, r.key));
+    }
+    Err("no source set".into())
+}

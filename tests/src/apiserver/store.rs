@@ -1,0 +1,539 @@
+//! The test API server's storage: objects, a global resourceVersion, the
+//! watch history (compactable), and the semantics of each write.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use serde_json::{json, Map, Value};
+
+/// A served resource type.
+pub struct Resource {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub plural: &'static str,
+    pub kind: &'static str,
+    /// Has a `status` subresource: writes to the object ignore `status`.
+    pub status: bool,
+    /// Has a `scale` subresource.
+    pub scale: bool,
+}
+
+impl Resource {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+}
+
+const fn res(
+    group: &'static str,
+    version: &'static str,
+    plural: &'static str,
+    kind: &'static str,
+    status: bool,
+    scale: bool,
+) -> Resource {
+    Resource {
+        group,
+        version,
+        plural,
+        kind,
+        status,
+        scale,
+    }
+}
+
+/// Everything the server serves.
+pub static RESOURCES: &[Resource] = &[
+    res("", "v1", "pods", "Pod", true, false),
+    res("", "v1", "configmaps", "ConfigMap", false, false),
+    res("apps", "v1", "deployments", "Deployment", true, true),
+    res("apps", "v1", "statefulsets", "StatefulSet", true, true),
+    res(
+        "autoscaling",
+        "v2",
+        "horizontalpodautoscalers",
+        "HorizontalPodAutoscaler",
+        true,
+        false,
+    ),
+    res("coordination.k8s.io", "v1", "leases", "Lease", false, false),
+    res("events.k8s.io", "v1", "events", "Event", false, false),
+    res(
+        "wasmautoscaler.dev",
+        "v1alpha1",
+        "wasmautoscalers",
+        "WasmAutoscaler",
+        true,
+        false,
+    ),
+];
+
+/// A change, as a watch reports it.
+#[derive(Debug, Clone)]
+pub struct WatchEvent {
+    pub version: u64,
+    pub type_: &'static str,
+    pub group: &'static str,
+    pub resource: &'static str,
+    pub namespace: String,
+    pub object: Value,
+}
+
+impl WatchEvent {
+    pub fn to_json(&self) -> Value {
+        json!({"type": self.type_, "object": self.object})
+    }
+}
+
+/// A refused request.
+#[derive(Debug)]
+pub struct Error {
+    pub code: u16,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Error {
+    pub fn not_found(res: &Resource, name: &str) -> Self {
+        Error {
+            code: 404,
+            reason: "NotFound",
+            message: format!("{} \"{name}\" not found", res.plural),
+        }
+    }
+    pub fn bad_request(message: &str) -> Self {
+        Error {
+            code: 400,
+            reason: "BadRequest",
+            message: message.into(),
+        }
+    }
+    pub fn method() -> Self {
+        Error {
+            code: 405,
+            reason: "MethodNotAllowed",
+            message: "method not allowed".into(),
+        }
+    }
+    fn conflict(res: &Resource, name: &str) -> Self {
+        Error {
+            code: 409,
+            reason: "Conflict",
+            message: format!(
+                "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+                res.plural
+            ),
+        }
+    }
+}
+
+type Key = (&'static str, &'static str, String, String);
+
+#[derive(Default)]
+pub struct Store {
+    version: u64,
+    objects: BTreeMap<Key, Value>,
+    history: Vec<WatchEvent>,
+    /// Watches from versions at or below this are gone (410).
+    compacted: u64,
+    pending: Vec<WatchEvent>,
+    uids: u64,
+}
+
+fn key(res: &Resource, ns: &str, name: &str) -> Key {
+    (res.group, res.plural, ns.to_string(), name.to_string())
+}
+
+fn now_text(offset: Duration) -> String {
+    let t = Timestamp::now()
+        .checked_sub(SignedDuration::try_from(offset).unwrap_or_default())
+        .unwrap_or_else(|_| Timestamp::now());
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+impl Store {
+    /// The latest resourceVersion.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    pub fn get(&self, res: &Resource, ns: &str, name: &str) -> Option<Value> {
+        self.objects.get(&key(res, ns, name)).cloned()
+    }
+
+    pub fn list(&self, res: &Resource, ns: Option<&str>, selector: Option<&str>) -> Vec<Value> {
+        self.objects
+            .iter()
+            .filter(|((g, p, n, _), _)| {
+                *g == res.group && *p == res.plural && ns.is_none_or(|ns| ns == n)
+            })
+            .filter(|(_, o)| selector.is_none_or(|s| selector_matches(s, o)))
+            .map(|(_, o)| o.clone())
+            .collect()
+    }
+
+    pub fn create(
+        &mut self,
+        res: &'static Resource,
+        ns: &str,
+        mut object: Value,
+    ) -> Result<Value, Error> {
+        let name = object["metadata"]["name"]
+            .as_str()
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| Error::bad_request("metadata.name is required"))?
+            .to_string();
+        if self.objects.contains_key(&key(res, ns, &name)) {
+            return Err(Error {
+                code: 409,
+                reason: "AlreadyExists",
+                message: format!("{} \"{name}\" already exists", res.plural),
+            });
+        }
+        self.uids += 1;
+        object["apiVersion"] = json!(res.api_version());
+        object["kind"] = json!(res.kind);
+        let meta = &mut object["metadata"];
+        meta["namespace"] = json!(ns);
+        meta["uid"] = json!(format!("uid-{}", self.uids));
+        meta["generation"] = json!(1);
+        meta["creationTimestamp"] = json!(now_text(Duration::ZERO));
+        Ok(self.write(res, ns, &name, object, "ADDED"))
+    }
+
+    pub fn replace(
+        &mut self,
+        res: &'static Resource,
+        ns: &str,
+        name: &str,
+        mut object: Value,
+    ) -> Result<Value, Error> {
+        let current = self
+            .get(res, ns, name)
+            .ok_or_else(|| Error::not_found(res, name))?;
+        if let Some(rv) = object["metadata"]["resourceVersion"].as_str() {
+            if rv
+                != current["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or_default()
+            {
+                return Err(Error::conflict(res, name));
+            }
+        }
+        for field in [
+            "uid",
+            "creationTimestamp",
+            "generation",
+            "namespace",
+            "name",
+        ] {
+            object["metadata"][field] = current["metadata"][field].clone();
+        }
+        object["apiVersion"] = json!(res.api_version());
+        object["kind"] = json!(res.kind);
+        if res.status {
+            object["status"] = current["status"].clone();
+        }
+        bump_generation(&current, &mut object);
+        Ok(self.write(res, ns, name, object, "MODIFIED"))
+    }
+
+    /// A JSON merge patch (RFC 7386) of the object, or of its status alone.
+    pub fn patch(
+        &mut self,
+        res: &'static Resource,
+        ns: &str,
+        name: &str,
+        patch: &Value,
+        sub: Option<&str>,
+    ) -> Result<Value, Error> {
+        let current = self
+            .get(res, ns, name)
+            .ok_or_else(|| Error::not_found(res, name))?;
+        if let Some(rv) = patch["metadata"]["resourceVersion"].as_str() {
+            if rv
+                != current["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or_default()
+            {
+                return Err(Error::conflict(res, name));
+            }
+        }
+        let mut object = current.clone();
+        match sub {
+            Some("status") => merge(&mut object["status"], &patch["status"]),
+            _ => {
+                let mut patch = patch.clone();
+                if let Some(p) = patch.as_object_mut() {
+                    if res.status {
+                        p.remove("status");
+                    }
+                    p.remove("apiVersion");
+                    p.remove("kind");
+                }
+                merge(&mut object, &patch);
+                bump_generation(&current, &mut object);
+            }
+        }
+        Ok(self.write(res, ns, name, object, "MODIFIED"))
+    }
+
+    pub fn delete(&mut self, res: &'static Resource, ns: &str, name: &str) -> Result<Value, Error> {
+        let object = self
+            .objects
+            .remove(&key(res, ns, name))
+            .ok_or_else(|| Error::not_found(res, name))?;
+        self.version += 1;
+        let mut object = object;
+        object["metadata"]["resourceVersion"] = json!(self.version.to_string());
+        self.record(res, ns, object.clone(), "DELETED");
+        Ok(object)
+    }
+
+    /// The `autoscaling/v1` Scale of a workload.
+    pub fn scale(&self, res: &Resource, ns: &str, name: &str) -> Result<Value, Error> {
+        if !res.scale {
+            return Err(Error::not_found(res, name));
+        }
+        let w = self
+            .get(res, ns, name)
+            .ok_or_else(|| Error::not_found(res, name))?;
+        let selector = w["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default();
+        Ok(json!({
+            "apiVersion": "autoscaling/v1", "kind": "Scale",
+            "metadata": {"name": name, "namespace": ns,
+                         "resourceVersion": w["metadata"]["resourceVersion"],
+                         "uid": w["metadata"]["uid"]},
+            "spec": {"replicas": w["spec"]["replicas"].as_u64().unwrap_or(1)},
+            "status": {"replicas": w["status"]["replicas"].as_u64().unwrap_or(0), "selector": selector},
+        }))
+    }
+
+    /// Sets a workload's replicas through its scale subresource.
+    pub fn set_scale(
+        &mut self,
+        res: &'static Resource,
+        ns: &str,
+        name: &str,
+        body: &Value,
+    ) -> Result<Value, Error> {
+        if !res.scale {
+            return Err(Error::not_found(res, name));
+        }
+        let replicas = body["spec"]["replicas"]
+            .as_u64()
+            .ok_or_else(|| Error::bad_request("spec.replicas is required"))?;
+        let rv = body["metadata"]["resourceVersion"].clone();
+        self.patch(
+            res,
+            ns,
+            name,
+            &json!({"metadata": {"resourceVersion": rv}, "spec": {"replicas": replicas}}),
+            None,
+        )?;
+        self.scale(res, ns, name)
+    }
+
+    /// Keeps a Deployment's pods in line with its replicas, as the
+    /// ReplicaSet controller and kubelet would; new pods started `age` ago
+    /// and are Ready at once.
+    pub fn reconcile_pods(&mut self, ns: &str, deployment: &Value, age: Duration) {
+        let pods_res = &RESOURCES[0];
+        let deploy_res = &RESOURCES[3];
+        let name = deployment["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let want = deployment["spec"]["replicas"].as_u64().unwrap_or(1) as usize;
+        let labels = deployment["spec"]["selector"]["matchLabels"].clone();
+        let prefix = format!("{name}-");
+        let mut mine: Vec<String> = self
+            .list(pods_res, Some(ns), None)
+            .into_iter()
+            .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string))
+            .filter(|n| n.starts_with(&prefix))
+            .collect();
+        mine.sort_by_key(|n| n[prefix.len()..].parse::<u64>().unwrap_or(0));
+        while mine.len() > want {
+            let pod = mine.pop().expect("non-empty");
+            let _ = self.delete(pods_res, ns, &pod);
+        }
+        let mut next = mine
+            .last()
+            .and_then(|n| n[prefix.len()..].parse::<u64>().ok())
+            .map_or(0, |n| n + 1);
+        while mine.len() < want {
+            let pod = format!("{prefix}{next}");
+            next += 1;
+            let started = now_text(age);
+            let object = json!({
+                "metadata": {"name": pod, "labels": labels},
+                "spec": {"containers": [{"name": "app", "image": "app"}]},
+                "status": {"phase": "Running", "podIP": "127.0.0.1", "startTime": started,
+                           "conditions": [{"type": "Ready", "status": "True"}]},
+            });
+            if self.create(pods_res, ns, object).is_ok() {
+                mine.push(pod);
+            }
+        }
+        let status = json!({"status": {"replicas": want, "readyReplicas": want, "observedGeneration": deployment["metadata"]["generation"]}});
+        let current = self.get(deploy_res, ns, &name);
+        if current.is_some_and(|c| c["status"]["replicas"].as_u64() != Some(want as u64)) {
+            let _ = self.patch(deploy_res, ns, &name, &status, Some("status"));
+        }
+    }
+
+    /// The events of `res` after version `from`; `Err` when `from` was compacted away.
+    pub fn since(&self, res: &Resource, from: u64) -> Result<Vec<WatchEvent>, String> {
+        if from == 0 {
+            // "Any version": the current objects, as additions.
+            return Ok(self
+                .list(res, None, None)
+                .into_iter()
+                .map(|o| WatchEvent {
+                    version: self.version,
+                    type_: "ADDED",
+                    group: res.group,
+                    resource: res.plural,
+                    namespace: o["metadata"]["namespace"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .into(),
+                    object: o,
+                })
+                .collect());
+        }
+        if from < self.compacted {
+            return Err(format!(
+                "too old resource version: {from} ({})",
+                self.compacted
+            ));
+        }
+        Ok(self
+            .history
+            .iter()
+            .filter(|e| e.version > from && e.group == res.group && e.resource == res.plural)
+            .cloned()
+            .collect())
+    }
+
+    /// Forgets the history up to now.
+    pub fn compact(&mut self) {
+        self.compacted = self.version + 1;
+        self.history.clear();
+    }
+
+    /// Events not yet broadcast to watches.
+    pub fn take_pending(&mut self) -> Vec<WatchEvent> {
+        std::mem::take(&mut self.pending)
+    }
+
+    fn write(
+        &mut self,
+        res: &'static Resource,
+        ns: &str,
+        name: &str,
+        mut object: Value,
+        type_: &'static str,
+    ) -> Value {
+        self.version += 1;
+        object["metadata"]["resourceVersion"] = json!(self.version.to_string());
+        self.objects.insert(key(res, ns, name), object.clone());
+        self.record(res, ns, object.clone(), type_);
+        object
+    }
+
+    fn record(&mut self, res: &'static Resource, ns: &str, object: Value, type_: &'static str) {
+        let event = WatchEvent {
+            version: self.version,
+            type_,
+            group: res.group,
+            resource: res.plural,
+            namespace: ns.to_string(),
+            object,
+        };
+        self.history.push(event.clone());
+        self.pending.push(event);
+    }
+}
+
+fn bump_generation(current: &Value, object: &mut Value) {
+    let generation = current["metadata"]["generation"].as_i64().unwrap_or(1);
+    let changed = current.get("spec") != object.get("spec");
+    object["metadata"]["generation"] = json!(if changed { generation + 1 } else { generation });
+}
+
+/// RFC 7386 JSON merge patch.
+fn merge(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(p) => {
+            if !target.is_object() {
+                *target = Value::Object(Map::new());
+            }
+            let t = target.as_object_mut().expect("made an object");
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
+/// Whether `object`'s labels satisfy an equality/existence label selector.
+pub fn selector_matches(selector: &str, object: &Value) -> bool {
+    let labels = &object["metadata"]["labels"];
+    selector
+        .split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .all(|req| {
+            if let Some((k, v)) = req.split_once("!=") {
+                labels[k.trim()].as_str() != Some(v.trim())
+            } else if let Some((k, v)) = req.split_once("==").or_else(|| req.split_once('=')) {
+                labels[k.trim()].as_str() == Some(v.trim())
+            } else if let Some(k) = req.strip_prefix('!') {
+                labels.get(k.trim()).is_none()
+            } else {
+                labels.get(req).is_some()
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_patch_follows_rfc_7386() {
+        let mut t = json!({"a": 1, "b": {"c": 2, "d": 3}});
+        merge(&mut t, &json!({"a": null, "b": {"c": 5}, "e": [1]}));
+        assert_eq!(t, json!({"b": {"c": 5, "d": 3}, "e": [1]}));
+    }
+
+    #[test]
+    fn selectors() {
+        let o = json!({"metadata": {"labels": {"app": "web", "tier": "x"}}});
+        assert!(selector_matches("app=web", &o));
+        assert!(selector_matches("app==web,tier", &o));
+        assert!(!selector_matches("app!=web", &o));
+        assert!(!selector_matches("!tier", &o));
+        assert!(!selector_matches("missing", &o));
+    }
+}

@@ -1,0 +1,725 @@
+//! The operator against the in-process Kubernetes API test server, through
+//! the real kube-rs client: scaling, retries under injected faults, watch
+//! loss, leader hand-over, HPA refusal, dry-run, shadow and policy changes.
+//!
+//! Every test scales a Deployment whose pods serve a real exposition
+//! endpoint on loopback (the test's exporter); the bundled `forecast`
+//! decider sizes it at `ceil(rps / 10)`.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::Method;
+use serde_json::{json, Value};
+use wasm_autoscaler::bundled;
+use wasm_autoscaler::operator::{self, telemetry::Metrics, LeaseSettings, Settings};
+use wasm_autoscaler::runtime::{Runtime, RuntimeConfig};
+use wasm_autoscaler_tests::apiserver::ApiServer;
+
+const NS: &str = "default";
+
+/// A pod metrics endpoint whose `rps` gauge the test sets.
+struct Exporter {
+    rps: Arc<AtomicU64>,
+    port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Exporter {
+    async fn start(rps: f64) -> Self {
+        let value = Arc::new(AtomicU64::new(rps.to_bits()));
+        let served = Arc::clone(&value);
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let v = f64::from_bits(served.load(Ordering::Relaxed));
+                async move { format!("# TYPE rps gauge\nrps {v}\n") }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Exporter {
+            rps: value,
+            port,
+            task,
+        }
+    }
+
+    fn set(&self, rps: f64) {
+        self.rps.store(rps.to_bits(), Ordering::Relaxed);
+    }
+}
+
+/// One operator replica running in this process.
+struct Operator {
+    task: tokio::task::JoinHandle<()>,
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn runtime() -> Arc<Runtime> {
+    Arc::new(Runtime::new(RuntimeConfig::default()).unwrap())
+}
+
+fn start_operator(server: &ApiServer, identity: &str, lease: bool) -> Operator {
+    let settings = Settings {
+        namespace: None,
+        lease: lease.then(|| LeaseSettings {
+            namespace: NS.into(),
+            name: "wasm-autoscaler-leader".into(),
+            identity: identity.into(),
+            duration: Duration::from_secs(2),
+            renew_every: Duration::from_millis(400),
+        }),
+        identity: identity.into(),
+        metric_timeout: Duration::from_secs(2),
+    };
+    let metrics = Arc::new(Metrics::default());
+    let task = tokio::spawn(operator::run(
+        server.client(),
+        runtime(),
+        settings,
+        Arc::clone(&metrics),
+        futures::future::pending(),
+    ));
+    Operator { task, metrics }
+}
+
+fn deployment(name: &str, replicas: u32) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}}}},
+    })
+}
+
+fn sizing(capacity: f64) -> Value {
+    json!({"metric": "rps", "capacityPerPod": capacity, "targetUtilization": 1.0, "scaleDownTolerance": 0.0})
+}
+
+/// An autoscaler for Deployment `target`, evaluated every second, scaling freely.
+fn autoscaler(name: &str, target: &str, port: u16, extra: Value) -> Value {
+    let mut spec = json!({
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+        "minReplicas": 1, "maxReplicas": 10, "interval": "1s", "warmup": "0s",
+        "metrics": [{"name": "rps", "scrape": {"port": port, "metric": "rps", "aggregation": "avg"}}],
+        "decider": {"bundled": "forecast", "config": sizing(10.0)},
+        "behavior": {"scaleUp": {}, "scaleDown": {}},
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        spec[k] = v.clone();
+    }
+    json!({
+        "apiVersion": "wasmautoscaler.dev/v1alpha1", "kind": "WasmAutoscaler",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": spec,
+    })
+}
+
+async fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn replicas(server: &ApiServer, name: &str) -> u64 {
+    server.get("Deployment", NS, name).unwrap()["spec"]["replicas"]
+        .as_u64()
+        .unwrap()
+}
+
+fn status(server: &ApiServer, name: &str) -> Value {
+    server
+        .get("WasmAutoscaler", NS, name)
+        .map(|o| o["status"].clone())
+        .unwrap_or(Value::Null)
+}
+
+fn condition(server: &ApiServer, name: &str, type_: &str) -> Option<(String, String, String)> {
+    let status = status(server, name);
+    let c = status["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)?
+        .clone();
+    Some((
+        c["status"].as_str()?.to_string(),
+        c["reason"].as_str()?.to_string(),
+        c["message"].as_str()?.to_string(),
+    ))
+}
+
+fn event_reasons(server: &ApiServer) -> Vec<String> {
+    server
+        .list("Event", NS)
+        .iter()
+        .filter_map(|e| e["reason"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Successful scale-subresource writes.
+fn scale_writes(server: &ApiServer, name: &str) -> Vec<u64> {
+    server
+        .seen_matching(&Method::PATCH, &format!("/deployments/{name}/scale"))
+        .into_iter()
+        .filter(|s| s.status == 200)
+        .map(|s| {
+            serde_json::from_str::<Value>(&s.body).unwrap()["spec"]["replicas"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect()
+}
+
+const WAIT: Duration = Duration::from_secs(20);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scales_up_and_down_as_the_policy_decides_and_reports_it() {
+    let server = ApiServer::start().await;
+    let exporter = Exporter::start(40.0).await;
+    server.create(deployment("web", 1));
+    server.create(autoscaler("web", "web", exporter.port, json!({})));
+    let op = start_operator(&server, "solo", false);
+
+    eventually("scale-up to 4", WAIT, || {
+        (replicas(&server, "web") == 4).then_some(())
+    })
+    .await;
+    exporter.set(15.0);
+    eventually("scale-down to 2", WAIT, || {
+        (replicas(&server, "web") == 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        scale_writes(&server, "web"),
+        [4, 2],
+        "one write per change, nothing else"
+    );
+
+    let s = eventually("status of the scale-down", WAIT, || {
+        let s = status(&server, "web");
+        (s["currentReplicas"] == 2).then_some(s)
+    })
+    .await;
+    assert_eq!(s["desiredReplicas"], 2);
+    assert!(s["lastScaleTime"].is_string());
+    assert!(
+        s["lastDecision"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("rps"),
+        "{s}"
+    );
+    assert_eq!(s["policies"][0]["role"], "decider");
+    assert_eq!(s["policies"][0]["source"], "bundled:forecast");
+    assert!(s["policies"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    assert_eq!(s["observedGeneration"], 1);
+    for (type_, want) in [
+        ("Ready", "True"),
+        ("PolicyLoaded", "True"),
+        ("MetricsAvailable", "True"),
+    ] {
+        let (status, reason, _) = condition(&server, "web", type_).unwrap();
+        assert_eq!(status, want, "{type_} ({reason})");
+    }
+    let reasons = event_reasons(&server);
+    for want in ["PolicyLoaded", "ScaledUp", "ScaledDown"] {
+        assert!(
+            reasons.iter().any(|r| r == want),
+            "no {want} event in {reasons:?}"
+        );
+    }
+
+    // The operator's own metrics, as Prometheus would scrape them.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let health = Arc::new(operator::telemetry::Health::default());
+    let serving = tokio::spawn(operator::telemetry::serve(
+        listener,
+        Arc::clone(&op.metrics),
+        health,
+    ));
+    let page = http_get(addr, "/metrics").await;
+    serving.abort();
+    assert!(page.contains("application/openmetrics-text"), "{page}");
+    let evaluations = metric_value(&page, "wasm_autoscaler_policy_evaluation_seconds_count");
+    assert!(
+        evaluations >= 2.0,
+        "decision latency histogram not populated:\n{page}"
+    );
+    assert_eq!(
+        metric_value(
+            &page,
+            "wasm_autoscaler_scale_actions_total{direction=\"up\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric_value(
+            &page,
+            "wasm_autoscaler_scale_actions_total{direction=\"down\"}"
+        ),
+        1.0
+    );
+}
+
+async fn http_get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+}
+
+fn metric_value(page: &str, series: &str) -> f64 {
+    page.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
+        .unwrap_or_else(|| panic!("no `{series}` in the metrics page:\n{page}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicts_and_server_errors_are_retried_without_double_scaling() {
+    let server = ApiServer::start().await;
+    let exporter = Exporter::start(40.0).await;
+    server.create(deployment("web", 1));
+    server.fail(Method::PATCH, "/deployments/web/scale", 409, 1);
+    server.fail(Method::PATCH, "/deployments/web/scale", 500, 1);
+    server.create(autoscaler("web", "web", exporter.port, json!({})));
+    let _op = start_operator(&server, "solo", false);
+
+    eventually("scale-up to 4 through the faults", WAIT, || {
+        (replicas(&server, "web") == 4).then_some(())
+    })
+    .await;
+    let attempts: Vec<u16> = server
+        .seen_matching(&Method::PATCH, "/deployments/web/scale")
+        .iter()
+        .map(|s| s.status)
+        .collect();
+    assert_eq!(
+        attempts,
+        [409, 500, 200],
+        "retried twice, then applied once"
+    );
+    // A few more ticks at the same load: nothing more is written.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(scale_writes(&server, "web"), [4]);
+    assert_eq!(replicas(&server, "web"), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_scale_request_is_reported_and_not_counted_as_done() {
+    let server = ApiServer::start().await;
+    let exporter = Exporter::start(40.0).await;
+    server.create(deployment("web", 1));
+    // More failures than one tick's attempts. (500: the kube client itself
+    // already retries 429, 503 and 504.)
+    server.fail(Method::PATCH, "/deployments/web/scale", 500, 4);
+    server.create(autoscaler("web", "web", exporter.port, json!({})));
+    let _op = start_operator(&server, "solo", false);
+    eventually("a ScaleFailed condition", WAIT, || {
+        condition(&server, "web", "Ready").filter(|c| c.1 == "ScaleFailed")
+    })
+    .await;
+    assert!(event_reasons(&server).iter().any(|r| r == "ScaleFailed"));
+    // The next tick tries again and succeeds.
+    eventually("scale-up to 4 after the outage", WAIT, || {
+        (replicas(&server, "web") == 4).then_some(())
+    })
+    .await;
+    assert_eq!(scale_writes(&server, "web"), [4]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_and_expired_watches_resume() {
+    let server = ApiServer::start().await;
+    let exporter = Exporter::start(40.0).await;
+    server.create(deployment("a", 1));
+    server.create(deployment("b", 1));
+    server.create(autoscaler("a", "a", exporter.port, json!({})));
+    let _op = start_operator(&server, "solo", false);
+    eventually("a scaled", WAIT, || {
+        (replicas(&server, "a") == 4).then_some(())
+    })
+    .await;
+
+    server.drop_watches();
+    server.create(autoscaler(
+        "b",
+        "b",
+        exporter.port,
+        json!({"decider": {"bundled": "forecast", "config": sizing(20.0)}}),
+    ));
+    eventually("b scaled after a dropped watch", WAIT, || {
+        (replicas(&server, "b") == 2).then_some(())
+    })
+    .await;
+
+    // History compacted: resuming from the last version is 410 Gone; the client relists.
+    server.compact();
+    // Let the closed watches notice before the next change, so it cannot
+    // reach them on the old connection.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.patch(
+        "WasmAutoscaler",
+        NS,
+        "b",
+        json!({"spec": {"decider": {"config": sizing(5.0)}}}),
+    );
+    eventually("b rescaled after 410 Gone", WAIT, || {
+        (replicas(&server, "b") == 8).then_some(())
+    })
+    .await;
+    let relisted = server
+        .seen()
+        .iter()
+        .filter(|s| s.path.ends_with("/wasmautoscalers") && !s.query.contains("watch"))
+        .count();
+    let requests: Vec<String> = server
+        .seen()
+        .iter()
+        .filter(|s| s.path.ends_with("/wasmautoscalers"))
+        .map(|s| format!("{} {}?{} → {}", s.method, s.path, s.query, s.status))
+        .collect();
+    assert!(
+        relisted >= 2,
+        "the watcher should have relisted after 410: {requests:#?}"
+    );
+    eventually("status of generation 2", WAIT, || {
+        (status(&server, "b")["observedGeneration"] == 2).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_an_hpa_also_scales_is_refused() {
+    let server = ApiServer::start().await;
+    let exporter = Exporter::start(40.0).await;
+    server.create(deployment("web", 1));
+    server.create(json!({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "legacy", "namespace": NS},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                 "minReplicas": 1, "maxReplicas": 5},
+    }));
+    server.create(autoscaler("web", "web", exporter.port, json!({})));
+    let _op = start_operator(&server, "solo", false);
+    let (status, _, message) = eventually("the ConflictingHPA condition", WAIT, || {
+        condition(&server, "web", "Ready").filter(|c| c.1 == "ConflictingHPA")
+    })
+    .await;
+    assert_eq!(status, "False");
+    assert!(message.contains("legacy"), "{message}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        server.seen_matching(&Method::PATCH, "/scale").is_empty(),
+        "never fights the HPA"
+    );
+    assert_eq!(replicas(&server, "web"), 1);
+
+    // Once the HPA is gone, the autoscaler takes over.
+    server.delete("HorizontalPodAutoscaler", NS, "legacy");
+    eventually("scale-up once the HPA is gone", WAIT, || {
+        (replicas(&server, "web") == 4).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_pause_and_shadow_never_scale() {
+    let server = ApiServer::start().await;
+    let exporter = Exporter::start(40.0).await;
+    for name in ["dry", "paused", "shadowed"] {
+        server.create(deployment(name, 1));
+    }
+    server.create(autoscaler(
+        "dry",
+        "dry",
+        exporter.port,
+        json!({"dryRun": true}),
+    ));
+    let mut paused = autoscaler("paused", "paused", exporter.port, json!({}));
+    paused["metadata"]["annotations"] = json!({"wasmautoscaler.dev/paused": "true"});
+    server.create(paused);
+    // The active decider holds at 1 (capacity 100); the shadow would go to 8.
+    server.create(autoscaler(
+        "shadowed",
+        "shadowed",
+        exporter.port,
+        json!({"decider": {"bundled": "forecast", "config": sizing(100.0)},
+               "shadow": {"bundled": "forecast", "config": sizing(5.0)}}),
+    ));
+    let op = start_operator(&server, "solo", false);
+
+    let s = eventually("the dry-run decision", WAIT, || {
+        let s = status(&server, "dry");
+        (s["desiredReplicas"] == 4).then_some(s)
+    })
+    .await;
+    assert!(
+        s["lastDecision"]["limits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l == "DryRun"),
+        "{s}"
+    );
+    assert_eq!(condition(&server, "dry", "Ready").unwrap().1, "DryRun");
+    eventually("the paused decision", WAIT, || {
+        condition(&server, "paused", "Ready").filter(|c| c.1 == "Paused")
+    })
+    .await;
+    let s = eventually("the shadow decision", WAIT, || {
+        let s = status(&server, "shadowed");
+        (s["shadowDecision"]["desiredReplicas"] == 8).then_some(s)
+    })
+    .await;
+    assert_eq!(s["desiredReplicas"], 1);
+    assert_eq!(s["policies"].as_array().unwrap().len(), 2, "{s}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        server.seen_matching(&Method::PATCH, "/scale").is_empty(),
+        "nothing was scaled"
+    );
+    for name in ["dry", "paused", "shadowed"] {
+        assert_eq!(replicas(&server, name), 1, "{name}");
+    }
+    let page = op.metrics.encode();
+    assert!(
+        page.contains("wasm_autoscaler_shadow_decisions_total{outcome=\"scale_up\"}"),
+        "{page}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_leader_is_replaced_and_its_successor_does_not_flap() {
+    let server = ApiServer::start().await;
+    let exporter = Exporter::start(40.0).await;
+    server.create(deployment("web", 1));
+    let mut spec = autoscaler("web", "web", exporter.port, json!({}));
+    spec["spec"]["behavior"]["scaleDown"] = json!({"stabilizationSeconds": 30});
+    server.create(spec);
+    let mut a = Some(start_operator(&server, "replica-a", true));
+    let mut b = Some(start_operator(&server, "replica-b", true));
+
+    let holder = |server: &ApiServer| {
+        server
+            .get("Lease", NS, "wasm-autoscaler-leader")
+            .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
+    };
+    let first = eventually("a leader", WAIT, || holder(&server)).await;
+    eventually("scale-up to 4", WAIT, || {
+        (replicas(&server, "web") == 4).then_some(())
+    })
+    .await;
+    let scaled_by: Vec<String> = server
+        .list("Event", NS)
+        .iter()
+        .filter(|e| e["reason"] == "ScaledUp")
+        .map(|e| e["reportingInstance"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(scaled_by, std::slice::from_ref(&first), "only the leader scales");
+
+    // The leader dies without releasing the lease; the load dips at the same time.
+    exporter.set(15.0);
+    let killed = Instant::now();
+    if first == "replica-a" {
+        a.take()
+    } else {
+        b.take()
+    };
+    let second = eventually("a new leader", Duration::from_secs(10), || {
+        holder(&server).filter(|h| *h != first)
+    })
+    .await;
+    let handover = killed.elapsed();
+    assert!(
+        handover < Duration::from_secs(6),
+        "hand-over took {handover:?} with a 2 s lease"
+    );
+    // The successor respects the scale-down window the old leader was in: no
+    // immediate drop to 2 just because its memory is fresh.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        scale_writes(&server, "web"),
+        [4],
+        "the new leader must not flap the target"
+    );
+    // It does scale when load rises again.
+    exporter.set(60.0);
+    eventually("the new leader scales up", WAIT, || {
+        (replicas(&server, "web") == 6).then_some(())
+    })
+    .await;
+    let last = server
+        .list("Event", NS)
+        .into_iter()
+        .filter(|e| e["reason"] == "ScaledUp")
+        .map(|e| e["reportingInstance"].as_str().unwrap().to_string())
+        .next_back()
+        .unwrap();
+    assert_eq!(last, second);
+    drop((a, b));
+}
+
+/// A component with a custom section appended: the same code, another digest.
+fn variant(bytes: &[u8], tag: &str) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    let name = b"wasm-autoscaler-test";
+    let payload = tag.as_bytes();
+    let size = 1 + name.len() + payload.len();
+    out.push(0);
+    out.push(size as u8);
+    out.push(name.len() as u8);
+    out.extend_from_slice(name);
+    out.extend_from_slice(payload);
+    out
+}
+
+fn policy_map(bytes: &[u8]) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "policies", "namespace": NS, "labels": {"wasmautoscaler.dev/policy": "true"}},
+        "binaryData": {"decider.wasm": base64(bytes)},
+    })
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_configmap_policy_is_picked_up_and_a_broken_one_refused() {
+    let server = ApiServer::start().await;
+    let exporter = Exporter::start(40.0).await;
+    server.create(deployment("web", 1));
+    let v1 = variant(bundled::FORECAST, "v1");
+    server.create(policy_map(&v1));
+    server.create(autoscaler(
+        "web",
+        "web",
+        exporter.port,
+        json!({"decider": {"configMapRef": {"name": "policies", "key": "decider.wasm"}, "config": sizing(10.0)}}),
+    ));
+    let _op = start_operator(&server, "solo", false);
+    eventually("scale-up with the ConfigMap policy", WAIT, || {
+        (replicas(&server, "web") == 4).then_some(())
+    })
+    .await;
+    let digest = |server: &ApiServer| {
+        status(server, "web")["policies"][0]["digest"]
+            .as_str()
+            .map(str::to_string)
+    };
+    let d1 = digest(&server).unwrap();
+    assert!(d1.ends_with(&wasm_autoscaler::runtime::Digest::of(&v1).hex()));
+
+    // A new version of the same policy.
+    let v2 = variant(bundled::FORECAST, "v2");
+    server.patch(
+        "ConfigMap",
+        NS,
+        "policies",
+        json!({"binaryData": {"decider.wasm": base64(&v2)}}),
+    );
+    eventually("the new digest in status", WAIT, || {
+        digest(&server).filter(|d| d.ends_with(&wasm_autoscaler::runtime::Digest::of(&v2).hex()))
+    })
+    .await;
+
+    // A predictor where a decider belongs: refused, and the last good version keeps serving.
+    server.patch(
+        "ConfigMap",
+        NS,
+        "policies",
+        json!({"binaryData": {"decider.wasm": base64(bundled::EWMA_TREND)}}),
+    );
+    let (status_, reason, message) = eventually("PolicyLoaded=False", WAIT, || {
+        condition(&server, "web", "PolicyLoaded").filter(|c| c.0 == "False")
+    })
+    .await;
+    assert_eq!(reason, "LoadFailed");
+    assert!(
+        message.contains("predictor world") && message.contains("last good version"),
+        "{status_}: {message}"
+    );
+    assert!(event_reasons(&server).iter().any(|r| r == "PolicyRejected"));
+    exporter.set(60.0);
+    eventually("still scaling on the last good version", WAIT, || {
+        (replicas(&server, "web") == 6).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_spec_is_reported_and_changes_nothing() {
+    let server = ApiServer::start().await;
+    let exporter = Exporter::start(40.0).await;
+    server.create(deployment("web", 3));
+    server.create(autoscaler(
+        "web",
+        "web",
+        exporter.port,
+        json!({"minReplicas": 5, "maxReplicas": 2}),
+    ));
+    let _op = start_operator(&server, "solo", false);
+    let (status, _, message) = eventually("InvalidSpec", WAIT, || {
+        condition(&server, "web", "Ready").filter(|c| c.1 == "InvalidSpec")
+    })
+    .await;
+    assert_eq!(status, "False");
+    assert!(
+        message.contains("minReplicas (5) must not exceed maxReplicas (2)"),
+        "{message}"
+    );
+    assert!(server.seen_matching(&Method::PATCH, "/scale").is_empty());
+    assert_eq!(replicas(&server, "web"), 3);
+}
