@@ -218,3 +218,102 @@ fn simulate_refuses_bad_input_clearly() {
         stderr(&out)
     );
 }
+
+#[test]
+fn simulate_replays_a_manifest_with_its_configmap_policy() {
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/examples/autoscaler.yaml"
+    );
+    let trace = short_trace();
+    // Without the ConfigMap its decider comes from, the replay says what is missing.
+    let out = bin(&[
+        "simulate",
+        "--trace",
+        trace.to_str().unwrap(),
+        "--file",
+        example,
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("ConfigMap `demo-policy` is not in the given files"),
+        "{}",
+        stderr(&out)
+    );
+    let map = scratch("demo-policy.yaml", b"");
+    let out = bin(&[
+        "export",
+        "forecast",
+        "--configmap",
+        "demo-policy",
+        "--key",
+        "decider.wasm",
+        "-o",
+        map.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = bin(&[
+        "simulate",
+        "--trace",
+        trace.to_str().unwrap(),
+        "--file",
+        example,
+        "--file",
+        map.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let names: Vec<&str> = report["setups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["setup"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["hpa", "demo"]);
+    // The manifest's bounds and interval govern the replay.
+    assert_eq!(report["params"]["maxReplicas"], 10);
+    assert_eq!(report["params"]["intervalSeconds"], 15);
+    assert!(report["setups"][1]["peakReplicas"].as_u64().unwrap() <= 10);
+}
+
+#[test]
+fn simulate_names_a_manifest_metric_it_cannot_feed() {
+    let manifest = scratch(
+        "queue.yaml",
+        br#"apiVersion: wasmautoscaler.dev/v1alpha1
+kind: WasmAutoscaler
+metadata: {name: queue}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: worker}
+  maxReplicas: 5
+  metrics: [{name: depth, prometheus: {address: "http://p:9090", query: "sum(queue_depth)"}}]
+  decider: {bundled: forecast, config: {metric: depth, capacityPerPod: 100}}
+"#,
+    );
+    let trace = short_trace();
+    let out = bin(&[
+        "simulate",
+        "--trace",
+        trace.to_str().unwrap(),
+        "-f",
+        manifest.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--metric depth=rps"),
+        "{}",
+        stderr(&out)
+    );
+    let out = bin(&[
+        "simulate",
+        "--trace",
+        trace.to_str().unwrap(),
+        "-f",
+        manifest.to_str().unwrap(),
+        "--metric",
+        "depth=rps",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

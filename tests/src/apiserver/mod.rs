@@ -12,6 +12,7 @@
 //! dropped or their history compacted at will.
 
 mod discovery;
+pub mod rbac;
 mod store;
 
 use std::collections::BTreeMap;
@@ -61,6 +62,8 @@ struct Shared {
     /// Pods made by the built-in ReplicaSet controller start this long ago,
     /// so tests choose whether new pods are warm.
     pod_age: Mutex<Duration>,
+    /// When set, requests need a rule that allows them (403 otherwise).
+    rbac: Mutex<Option<Vec<rbac::Rule>>>,
 }
 
 /// A running test API server; stops when dropped.
@@ -88,6 +91,7 @@ impl ApiServer {
             faults: Mutex::new(Vec::new()),
             seen: Mutex::new(Vec::new()),
             pod_age: Mutex::new(Duration::from_secs(3600)),
+            rbac: Mutex::new(None),
         });
         let app = Router::new()
             .fallback(handle)
@@ -209,6 +213,13 @@ impl ApiServer {
     pub fn compact(&self) {
         self.shared.store.lock().unwrap().compact();
         self.drop_watches();
+    }
+
+    /// Refuses, from now on, every request `rules` do not allow (as the
+    /// operator's ServiceAccount would be refused). Objects made through this
+    /// handle are not subject to it.
+    pub fn enforce_rbac(&self, rules: Vec<rbac::Rule>) {
+        *self.shared.rbac.lock().unwrap() = Some(rules);
     }
 
     /// Sets how long ago pods made from now on started.
@@ -350,6 +361,28 @@ async fn serve(
         return not_found(path);
     }
     let watch = params.get("watch").is_some_and(|w| w == "true" || w == "1");
+    if let Some(rules) = shared.rbac.lock().unwrap().as_ref() {
+        let verb = match (method, target.name) {
+            (&Method::GET, None) if watch => "watch",
+            (&Method::GET, None) => "list",
+            (&Method::GET, _) => "get",
+            (&Method::POST, _) => "create",
+            (&Method::PUT, _) => "update",
+            (&Method::PATCH, _) => "patch",
+            (&Method::DELETE, _) => "delete",
+            _ => "unknown",
+        };
+        let resource = match target.sub {
+            Some(sub) => format!("{}/{sub}", res.plural),
+            None => res.plural.to_string(),
+        };
+        if !rbac::allows(rules, group, &resource, verb, target.name) {
+            let message = format!(
+                "forbidden: cannot {verb} resource \"{resource}\" in API group \"{group}\""
+            );
+            return (403, status_response(403, "Forbidden", &message));
+        }
+    }
     match (method, target.name) {
         (&Method::GET, None) if watch => watch_response(shared, &target, &params),
         (&Method::GET, None) => {

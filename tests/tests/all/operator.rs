@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use wasm_autoscaler::bundled;
 use wasm_autoscaler::operator::{self, telemetry::Metrics, LeaseSettings, Settings};
 use wasm_autoscaler::runtime::{Runtime, RuntimeConfig};
-use wasm_autoscaler_tests::apiserver::ApiServer;
+use wasm_autoscaler_tests::apiserver::{rbac, ApiServer};
 
 const NS: &str = "default";
 
@@ -99,6 +99,11 @@ fn start_operator(server: &ApiServer, identity: &str, lease: bool) -> Operator {
         futures::future::pending(),
     ));
     Operator { task, metrics }
+}
+
+fn deployed_rbac() -> Vec<rbac::Rule> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/operator/rbac.yaml");
+    rbac::rules_from_manifest(&std::fs::read_to_string(path).unwrap())
 }
 
 fn deployment(name: &str, replicas: u32) -> Value {
@@ -204,7 +209,9 @@ async fn scales_up_and_down_as_the_policy_decides_and_reports_it() {
     let exporter = Exporter::start(40.0).await;
     server.create(deployment("web", 1));
     server.create(autoscaler("web", "web", exporter.port, json!({})));
-    let op = start_operator(&server, "solo", false);
+    // The operator gets exactly what deploy/operator/rbac.yaml grants it.
+    server.enforce_rbac(deployed_rbac());
+    let op = start_operator(&server, "solo", true);
 
     eventually("scale-up to 4", WAIT, || {
         (replicas(&server, "web") == 4).then_some(())
@@ -250,6 +257,15 @@ async fn scales_up_and_down_as_the_policy_decides_and_reports_it() {
         let (status, reason, _) = condition(&server, "web", type_).unwrap();
         assert_eq!(status, want, "{type_} ({reason})");
     }
+    let forbidden: Vec<_> = server
+        .seen()
+        .into_iter()
+        .filter(|s| s.status == 403)
+        .collect();
+    assert!(
+        forbidden.is_empty(),
+        "deploy/operator/rbac.yaml lacks: {forbidden:#?}"
+    );
     let reasons = event_reasons(&server);
     for want in ["PolicyLoaded", "ScaledUp", "ScaledDown"] {
         assert!(
@@ -551,7 +567,11 @@ async fn a_dead_leader_is_replaced_and_its_successor_does_not_flap() {
         .filter(|e| e["reason"] == "ScaledUp")
         .map(|e| e["reportingInstance"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(scaled_by, std::slice::from_ref(&first), "only the leader scales");
+    assert_eq!(
+        scaled_by,
+        std::slice::from_ref(&first),
+        "only the leader scales"
+    );
 
     // The leader dies without releasing the lease; the load dips at the same time.
     exporter.set(15.0);
@@ -617,23 +637,9 @@ fn policy_map(bytes: &[u8]) -> Value {
     })
 }
 
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+/// Base64, as `binaryData` holds it.
+fn base64(bytes: &[u8]) -> Value {
+    serde_json::to_value(k8s_openapi::ByteString(bytes.to_vec())).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
