@@ -644,7 +644,10 @@ impl Tick<'_> {
         let mut pipeline = slot.take().expect("evaluated only with a pipeline");
         let obs = obs.clone();
         let started = Instant::now();
+        // The policies' own log lines keep the object's namespace and name.
+        let span = tracing::Span::current();
         let (pipeline, report) = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
             let report = pipeline.evaluate(&obs);
             (pipeline, report)
         })
