@@ -317,3 +317,86 @@ spec:
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// Serves `body` as `/metrics` on a loopback port, to any number of requests.
+fn exporter(body: &'static str) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn metrics_fetches_each_metric_once_and_reports_its_health() {
+    let port =
+        exporter("# TYPE queue_depth gauge\nqueue_depth{q=\"a\"} 12\nqueue_depth{q=\"b\"} 30\n");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let manifest = scratch(
+        "metrics.yaml",
+        format!(
+            r#"apiVersion: wasmautoscaler.dev/v1alpha1
+kind: WasmAutoscaler
+metadata: {{name: worker}}
+spec:
+  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: worker}}
+  maxReplicas: 5
+  metrics:
+    - name: depth
+      scrape: {{port: 9090, metric: queue_depth, endpoints: ["127.0.0.1:{port}"]}}
+    - name: rps
+      prometheus: {{address: "http://127.0.0.1:{closed}", query: "sum(rate(x[1m]))"}}
+  decider: {{bundled: forecast, config: {{metric: depth, capacityPerPod: 10}}}}
+"#
+        )
+        .as_bytes(),
+    );
+    let out = bin(&[
+        "metrics",
+        "-f",
+        manifest.to_str().unwrap(),
+        "--json",
+        "--timeout",
+        "1s",
+    ]);
+    assert!(
+        !out.status.success(),
+        "an unavailable metric fails the command"
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report[0]["name"], "depth");
+    assert_eq!(report[0]["health"], "ok");
+    assert_eq!(report[0]["value"], 42.0);
+    assert_eq!(report[1]["health"], "unavailable");
+    assert_eq!(report[1]["kind"], "request");
+    assert!(
+        stderr(&out).contains("some metrics are unavailable"),
+        "{}",
+        stderr(&out)
+    );
+    let table = bin(&[
+        "metrics",
+        "-f",
+        manifest.to_str().unwrap(),
+        "--timeout",
+        "1s",
+    ]);
+    let text = stdout(&table);
+    assert!(text.contains("depth") && text.contains("42"), "{text}");
+    assert!(text.contains("unavailable"), "{text}");
+}

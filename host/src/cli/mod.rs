@@ -5,6 +5,7 @@ mod bench;
 mod check;
 pub mod crd;
 mod export;
+mod metrics;
 mod operator;
 mod simulate;
 
@@ -46,6 +47,9 @@ enum Command {
     Crd,
     /// Write a bundled policy component to a file, e.g. to put it in a ConfigMap.
     Export(export::ExportArgs),
+    /// Fetch each metric of a WasmAutoscaler manifest once and show its value and health
+    /// (exit status 1 if any is unavailable).
+    Metrics(metrics::MetricsArgs),
 }
 
 /// Log output formats.
@@ -92,6 +96,13 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Run(args) => operator::run(args, &cli.sandbox),
         Command::Crd => crd::run(),
         Command::Export(args) => export::run(args),
+        Command::Metrics(args) => {
+            if metrics::run(args)? {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!("some metrics are unavailable"))
+            }
+        }
     }
 }
 

@@ -1,8 +1,12 @@
-//! The `prometheus` source: one PromQL instant query per tick.
+//! The `prometheus` source: a PromQL instant query per tick, and a range
+//! query to backfill history when a target is first seen.
+
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::MetricError;
+use crate::operator::crd::{Aggregation, PrometheusMetric};
 
 #[derive(Deserialize)]
 struct Answer {
@@ -16,71 +20,169 @@ struct Answer {
 #[derive(Deserialize)]
 #[serde(tag = "resultType", content = "result", rename_all = "lowercase")]
 enum Data {
-    Vector(Vec<Series>),
+    Vector(Vec<Instant>),
     Scalar((f64, String)),
-    Matrix(serde::de::IgnoredAny),
+    Matrix(Vec<Range>),
     String(serde::de::IgnoredAny),
 }
 
 #[derive(Deserialize)]
-struct Series {
+struct Instant {
     value: (f64, String),
 }
 
-/// Runs `query` against the server at `address` and returns its one number.
-pub async fn query(http: &reqwest::Client, address: &str, query: &str) -> Result<f64, MetricError> {
-    let url = format!("{}/api/v1/query", address.trim_end_matches('/'));
-    let response = http
-        .get(&url)
-        .query(&[("query", query)])
-        .send()
-        .await
-        .map_err(|e| MetricError::Request {
-            url: url.clone(),
-            message: e.to_string(),
-        })?;
-    let status = response.status();
-    let body = response.text().await.map_err(|e| MetricError::Request {
-        url: url.clone(),
-        message: e.to_string(),
-    })?;
-    let malformed = |message: String| MetricError::Malformed {
-        url: url.clone(),
-        message,
-    };
-    let answer: Answer = match serde_json::from_str(&body) {
-        Ok(a) => a,
-        Err(_) if !status.is_success() => {
-            return Err(MetricError::Status {
-                url,
-                status: status.as_u16(),
-                body: body.chars().take(200).collect(),
-            })
+#[derive(Deserialize)]
+struct Range {
+    values: Vec<(f64, String)>,
+}
+
+/// A query against one server.
+pub(super) struct Query<'a> {
+    pub http: &'a reqwest::Client,
+    pub spec: &'a PrometheusMetric,
+    pub timeout: Duration,
+}
+
+impl Query<'_> {
+    /// The query's one number now, and the time (Unix seconds) of its sample.
+    pub async fn instant(&self) -> Result<(f64, f64), MetricError> {
+        let answer = self
+            .get("query", &[("query", self.spec.query.clone())])
+            .await?;
+        match answer {
+            Data::Scalar(sample) => Ok((self.number(&sample.1)?, sample.0)),
+            Data::Vector(series) => {
+                let samples: Vec<(f64, String)> = series.into_iter().map(|s| s.value).collect();
+                self.combine(&samples)
+            }
+            _ => Err(self.malformed("an instant query must return a vector or a scalar".into())),
         }
-        Err(e) => return Err(malformed(e.to_string())),
-    };
-    if answer.status != "success" {
-        return Err(malformed(format!(
-            "query failed: {}",
-            answer.error.unwrap_or_default()
-        )));
     }
-    let sample = match answer.data {
-        Some(Data::Scalar(v)) => v,
-        Some(Data::Vector(series)) => match series.len() {
-            0 => return Err(MetricError::NoSeries),
-            1 => series.into_iter().next().expect("one series").value,
-            n => return Err(MetricError::SeveralSeries(n)),
-        },
-        Some(_) => {
-            return Err(malformed(
-                "the query must return a vector or a scalar".into(),
-            ))
+
+    /// Samples `[start, end]` every `step` seconds, oldest first, as (Unix seconds, value).
+    pub async fn range(
+        &self,
+        start: f64,
+        end: f64,
+        step: f64,
+    ) -> Result<Vec<(f64, f64)>, MetricError> {
+        let params = [
+            ("query", self.spec.query.clone()),
+            ("start", format!("{start:.3}")),
+            ("end", format!("{end:.3}")),
+            ("step", format!("{step:.3}")),
+        ];
+        let series = match self.get("query_range", &params).await? {
+            Data::Matrix(series) => series,
+            _ => return Err(self.malformed("a range query must return a matrix".into())),
+        };
+        // Several series are combined per timestamp, as the instant query is.
+        let mut by_time: std::collections::BTreeMap<i64, Vec<(f64, String)>> = Default::default();
+        for s in series {
+            for (t, v) in s.values {
+                by_time
+                    .entry((t * 1000.0).round() as i64)
+                    .or_default()
+                    .push((t, v));
+            }
         }
-        None => return Err(malformed("no data in the answer".into())),
-    };
-    sample
-        .1
-        .parse::<f64>()
-        .map_err(|e| malformed(format!("value `{}`: {e}", sample.1)))
+        by_time
+            .into_values()
+            .map(|samples| self.combine(&samples).map(|(v, t)| (t, v)))
+            .collect()
+    }
+
+    fn combine(&self, samples: &[(f64, String)]) -> Result<(f64, f64), MetricError> {
+        match (samples.len(), self.spec.aggregation) {
+            (0, _) => Err(MetricError::NoSeries),
+            (1, _) => Ok((self.number(&samples[0].1)?, samples[0].0)),
+            (n, None) => Err(MetricError::SeveralSeries(n)),
+            (_, Some(aggregation)) => {
+                let values = samples
+                    .iter()
+                    .map(|(_, v)| self.number(v))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let oldest = samples.iter().map(|(t, _)| *t).fold(f64::MAX, f64::min);
+                Ok((Aggregation::apply(aggregation, &values), oldest))
+            }
+        }
+    }
+
+    fn number(&self, text: &str) -> Result<f64, MetricError> {
+        // Prometheus writes NaN and ±Inf as text; they parse and are judged by the caller.
+        text.parse::<f64>()
+            .map_err(|e| self.malformed(format!("value `{text}`: {e}")))
+    }
+
+    fn url(&self, endpoint: &str) -> String {
+        format!(
+            "{}/api/v1/{endpoint}",
+            self.spec.address.trim_end_matches('/')
+        )
+    }
+
+    fn malformed(&self, message: String) -> MetricError {
+        MetricError::Malformed {
+            url: self.url("query"),
+            message,
+        }
+    }
+
+    async fn get(&self, endpoint: &str, params: &[(&str, String)]) -> Result<Data, MetricError> {
+        let url = self.url(endpoint);
+        let mut request = self.http.get(&url).query(params).timeout(self.timeout);
+        if let Some(path) = &self.spec.bearer_token_file {
+            let token = std::fs::read_to_string(path).map_err(|e| {
+                MetricError::Config(format!("cannot read the bearer token file {path}: {e}"))
+            })?;
+            request = request.bearer_auth(token.trim());
+        }
+        let response = request.send().await.map_err(|e| MetricError::Request {
+            url: url.clone(),
+            message: error_chain(&e),
+        })?;
+        let status = response.status();
+        let body = response.text().await.map_err(|e| MetricError::Request {
+            url: url.clone(),
+            message: error_chain(&e),
+        })?;
+        let answer: Answer = match serde_json::from_str(&body) {
+            Ok(a) => a,
+            Err(_) if !status.is_success() => {
+                return Err(MetricError::Status {
+                    url,
+                    status: status.as_u16(),
+                    body: body.chars().take(200).collect(),
+                })
+            }
+            Err(e) => {
+                return Err(MetricError::Malformed {
+                    url,
+                    message: e.to_string(),
+                })
+            }
+        };
+        if answer.status != "success" {
+            return Err(MetricError::Malformed {
+                url,
+                message: format!("query failed: {}", answer.error.unwrap_or_default()),
+            });
+        }
+        answer.data.ok_or(MetricError::Malformed {
+            url,
+            message: "no data in the answer".into(),
+        })
+    }
+}
+
+/// The error and its causes on one line (reqwest hides the cause, e.g. a TLS failure).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }

@@ -1,14 +1,16 @@
 //! The `scrape` source: read a metric from each pod's exposition endpoint
-//! and combine the pods' values. Counters become per-second rates from two
-//! consecutive scrapes of the same pod.
+//! and combine the pods' values. Gauges are combined as they are; counters
+//! become per-second rates between two consecutive scrapes of the same pod;
+//! histograms give a quantile of the observations made between two scrapes,
+//! across pods.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use futures::future::join_all;
 
 use super::MetricError;
-use crate::operator::crd::{Aggregation, ScrapeMetric};
+use crate::operator::crd::ScrapeMetric;
 
 /// One pod (or explicit endpoint) to scrape.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,36 +18,62 @@ pub struct Endpoint {
     /// Stable identity (the pod's uid), so a restarted pod's counter is not
     /// taken for a reset of its predecessor's.
     pub id: String,
-    /// Host or IP address.
+    /// Host name or IP address (IPv6 without brackets).
     pub host: String,
+    /// The port, when not the metric's `port` (explicit endpoints).
+    pub port: Option<u16>,
 }
 
-/// What earlier scrapes of one target left behind: counter readings per metric and pod.
+impl Endpoint {
+    /// An explicit `host:port` endpoint (`[v6]:port` for IPv6).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (host, port) = text
+            .rsplit_once(':')
+            .ok_or_else(|| format!("endpoint `{text}` is not host:port"))?;
+        let port = port
+            .parse()
+            .map_err(|_| format!("endpoint `{text}` has no valid port"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        Ok(Endpoint {
+            id: text.to_string(),
+            host: host.to_string(),
+            port: Some(port),
+        })
+    }
+}
+
+/// What earlier scrapes of one target left behind: counter and histogram
+/// readings per metric and endpoint.
 #[derive(Debug, Default)]
 pub struct ScrapeState {
-    metrics: HashMap<String, CounterReadings>,
+    metrics: HashMap<String, Readings>,
 }
 
 impl ScrapeState {
-    pub(super) fn for_metric(&mut self, name: &str) -> &mut CounterReadings {
+    pub(super) fn for_metric(&mut self, name: &str) -> &mut Readings {
         self.metrics.entry(name.to_string()).or_default()
     }
 }
 
-/// The last counter reading of each endpoint.
+/// The last cumulative reading of each endpoint.
 #[derive(Debug, Default)]
-pub struct CounterReadings(HashMap<String, (Instant, f64)>);
+pub struct Readings(HashMap<String, (Instant, Reading)>);
 
-enum Reading {
+/// One endpoint's value of a metric, summed over its label sets.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reading {
     Gauge(f64),
     Counter(f64),
+    /// Cumulative bucket counts by upper bound (`+Inf` last).
+    Histogram(Vec<(f64, f64)>),
 }
 
+/// Scrapes `endpoints` concurrently and combines their values.
 pub(super) async fn fetch(
     http: &reqwest::Client,
     spec: &ScrapeMetric,
     endpoints: &[Endpoint],
-    counters: &mut CounterReadings,
+    readings: &mut Readings,
 ) -> Result<f64, MetricError> {
     if endpoints.is_empty() {
         return Err(MetricError::NoPods);
@@ -53,39 +81,67 @@ pub(super) async fn fetch(
     let now = Instant::now();
     let results = join_all(endpoints.iter().map(|e| scrape_one(http, spec, e))).await;
     let mut values = Vec::new();
+    let mut increases: BTreeMap<u64, f64> = BTreeMap::new();
     let mut first_error = None;
-    let mut seen: HashMap<String, (Instant, f64)> = HashMap::new();
-    let mut counter_pending = false;
+    let mut waiting_for_second = false;
+    let mut seen = HashMap::new();
     for (endpoint, result) in endpoints.iter().zip(results) {
-        match result {
-            Ok(Some(Reading::Gauge(v))) => values.push(v),
-            Ok(Some(Reading::Counter(v))) => {
-                if let Some((then, before)) = counters.0.get(&endpoint.id) {
-                    let seconds = now.duration_since(*then).as_secs_f64();
-                    if seconds > 0.0 {
-                        // A drop means the process restarted and counts from zero again.
-                        let increase = if v >= *before { v - before } else { v };
-                        values.push(increase / seconds);
-                    }
-                } else {
-                    counter_pending = true;
-                }
-                seen.insert(endpoint.id.clone(), (now, v));
-            }
-            Ok(None) => {}
+        let reading = match result {
+            Ok(Some(r)) => r,
+            Ok(None) => continue,
             Err(e) => {
                 tracing::warn!(endpoint = %endpoint.host, error = %e, "scrape failed");
                 first_error.get_or_insert(e);
+                continue;
             }
+        };
+        let previous = readings.0.get(&endpoint.id);
+        match (&reading, previous) {
+            (Reading::Gauge(v), _) => values.push(*v),
+            (Reading::Counter(v), Some((then, Reading::Counter(before)))) => {
+                let seconds = now.duration_since(*then).as_secs_f64();
+                if seconds > 0.0 {
+                    values.push(counter_increase(*before, *v) / seconds);
+                }
+            }
+            (Reading::Histogram(buckets), Some((_, Reading::Histogram(before)))) => {
+                for (le, count) in buckets {
+                    let old = before
+                        .iter()
+                        .find(|(b, _)| b == le)
+                        .map_or(0.0, |(_, c)| *c);
+                    *increases.entry(le.to_bits()).or_default() += counter_increase(old, *count);
+                }
+            }
+            _ => waiting_for_second = true,
+        }
+        if !matches!(reading, Reading::Gauge(_)) {
+            seen.insert(endpoint.id.clone(), (now, reading));
         }
     }
-    // Pods that are gone are forgotten; pods that failed this time keep their old reading.
-    counters
+    // Endpoints that are gone are forgotten; those that failed this time keep their reading.
+    readings
         .0
         .retain(|id, _| endpoints.iter().any(|e| &e.id == id));
-    counters.0.extend(seen);
+    readings.0.extend(seen);
+
+    if let Some(q) = spec.quantile {
+        if increases.is_empty() {
+            return Err(first_error.unwrap_or(if waiting_for_second {
+                MetricError::FirstScrape
+            } else {
+                MetricError::NotExposed(spec.metric.clone())
+            }));
+        }
+        let mut buckets: Vec<(f64, f64)> = increases
+            .into_iter()
+            .map(|(le, c)| (f64::from_bits(le), c))
+            .collect();
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        return histogram_quantile(q, &buckets).ok_or(MetricError::NoObservations);
+    }
     if values.is_empty() {
-        return Err(if counter_pending {
+        return Err(if waiting_for_second {
             MetricError::FirstScrape
         } else if let Some(e) = first_error {
             e
@@ -93,11 +149,51 @@ pub(super) async fn fetch(
             MetricError::NotExposed(spec.metric.clone())
         });
     }
-    Ok(match spec.aggregation {
-        Aggregation::Sum => values.iter().sum(),
-        Aggregation::Avg => values.iter().sum::<f64>() / values.len() as f64,
-        Aggregation::Max => values.iter().copied().fold(f64::MIN, f64::max),
-    })
+    Ok(spec.aggregation.apply(&values))
+}
+
+/// A counter's increase; a drop means the process restarted and counts from zero again.
+fn counter_increase(before: f64, now: f64) -> f64 {
+    if now >= before {
+        now - before
+    } else {
+        now
+    }
+}
+
+/// The `q` quantile of cumulative `buckets` (sorted by upper bound, `+Inf`
+/// last), interpolated linearly within the bucket as PromQL's
+/// `histogram_quantile` does. `None` without observations.
+pub fn histogram_quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
+    let &(last_le, total) = buckets.last()?;
+    if last_le != f64::INFINITY || buckets.len() < 2 || total <= 0.0 {
+        return None;
+    }
+    if q <= 0.0 {
+        // The lower bound of the lowest bucket (0 unless that bucket is below zero).
+        return Some(buckets[0].0.min(0.0));
+    }
+    if q >= 1.0 {
+        return Some(buckets[buckets.len() - 2].0);
+    }
+    let rank = q * total;
+    let i = buckets.iter().position(|(_, c)| *c >= rank)?;
+    if i == buckets.len() - 1 {
+        return Some(buckets[buckets.len() - 2].0);
+    }
+    let (le, count) = buckets[i];
+    let (start, start_count) = if i == 0 {
+        if le <= 0.0 {
+            return Some(le);
+        }
+        (0.0, 0.0)
+    } else {
+        buckets[i - 1]
+    };
+    if count == start_count {
+        return Some(le);
+    }
+    Some(start + (le - start) * (rank - start_count) / (count - start_count))
 }
 
 async fn scrape_one(
@@ -105,7 +201,16 @@ async fn scrape_one(
     spec: &ScrapeMetric,
     endpoint: &Endpoint,
 ) -> Result<Option<Reading>, MetricError> {
-    let url = format!("http://{}:{}{}", endpoint.host, spec.port, spec.path);
+    let host = if endpoint.host.contains(':') {
+        format!("[{}]", endpoint.host)
+    } else {
+        endpoint.host.clone()
+    };
+    let url = format!(
+        "http://{host}:{}{}",
+        endpoint.port.unwrap_or(spec.port),
+        spec.path
+    );
     let request = |e: reqwest::Error| MetricError::Request {
         url: url.clone(),
         message: e.to_string(),
@@ -123,20 +228,44 @@ async fn scrape_one(
     parse(&body, &spec.metric).map_err(|message| MetricError::Malformed { url, message })
 }
 
-/// The value of `metric` in exposition text, summed over its label sets.
-fn parse(body: &str, metric: &str) -> Result<Option<Reading>, String> {
+/// The value of `metric` in exposition text, summed over its label sets;
+/// `None` when the text does not have it. Text that is not the exposition
+/// format is an error naming the first bad line.
+pub fn parse(body: &str, metric: &str) -> Result<Option<Reading>, String> {
+    for (n, line) in body.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if matches!(
+            prometheus_parse::LineInfo::parse(line),
+            prometheus_parse::LineInfo::Ignored
+        ) {
+            let shown: String = line.chars().take(80).collect();
+            return Err(format!(
+                "line {} is not in the exposition format: `{shown}`",
+                n + 1
+            ));
+        }
+    }
     let lines = body.lines().map(|l| Ok(l.to_string()));
     let scrape = prometheus_parse::Scrape::parse(lines).map_err(|e| e.to_string())?;
-    let mut total = None;
+    let mut total: Option<Reading> = None;
     for sample in scrape.samples.iter().filter(|s| s.metric == metric) {
-        let reading = match sample.value {
-            prometheus_parse::Value::Counter(v) => Reading::Counter(v),
+        let reading = match &sample.value {
+            prometheus_parse::Value::Counter(v) => Reading::Counter(*v),
             prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => {
-                Reading::Gauge(v)
+                Reading::Gauge(*v)
             }
-            _ => {
+            prometheus_parse::Value::Histogram(h) => {
+                let mut buckets: Vec<(f64, f64)> =
+                    h.iter().map(|b| (b.less_than, b.count)).collect();
+                buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+                Reading::Histogram(buckets)
+            }
+            prometheus_parse::Value::Summary(_) => {
                 return Err(format!(
-                    "`{metric}` is a histogram or summary, not a number"
+                    "`{metric}` is a summary; use a gauge, counter or histogram"
                 ))
             }
         };
@@ -144,7 +273,18 @@ fn parse(body: &str, metric: &str) -> Result<Option<Reading>, String> {
             (None, r) => r,
             (Some(Reading::Gauge(a)), Reading::Gauge(b)) => Reading::Gauge(a + b),
             (Some(Reading::Counter(a)), Reading::Counter(b)) => Reading::Counter(a + b),
-            _ => return Err(format!("`{metric}` mixes counter and gauge samples")),
+            (Some(Reading::Histogram(a)), Reading::Histogram(b)) => {
+                let mut sum = a;
+                for (le, c) in b {
+                    match sum.iter_mut().find(|(l, _)| *l == le) {
+                        Some((_, s)) => *s += c,
+                        None => sum.push((le, c)),
+                    }
+                }
+                sum.sort_by(|x, y| x.0.total_cmp(&y.0));
+                Reading::Histogram(sum)
+            }
+            _ => return Err(format!("`{metric}` mixes metric types across its samples")),
         });
     }
     Ok(total)
@@ -155,10 +295,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sums_label_sets_and_knows_counters() {
+    fn sums_label_sets_and_knows_the_types() {
         let text = "# TYPE req_total counter\nreq_total{code=\"200\"} 10\nreq_total{code=\"500\"} 2\n# TYPE inflight gauge\ninflight 3.5\n";
-        assert!(matches!(parse(text, "req_total"), Ok(Some(Reading::Counter(v))) if v == 12.0));
-        assert!(matches!(parse(text, "inflight"), Ok(Some(Reading::Gauge(v))) if v == 3.5));
-        assert!(matches!(parse(text, "absent"), Ok(None)));
+        assert_eq!(parse(text, "req_total"), Ok(Some(Reading::Counter(12.0))));
+        assert_eq!(parse(text, "inflight"), Ok(Some(Reading::Gauge(3.5))));
+        assert_eq!(parse(text, "absent"), Ok(None));
+    }
+
+    #[test]
+    fn malformed_text_names_the_line() {
+        let err = parse("# TYPE a gauge\na 1\n<html>oops</html>\n", "a").unwrap_err();
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn histograms_merge_and_interpolate_like_promql() {
+        let text = "# TYPE lat histogram\nlat_bucket{le=\"0.1\"} 50\nlat_bucket{le=\"0.5\"} 90\nlat_bucket{le=\"+Inf\"} 100\nlat_sum 20\nlat_count 100\n";
+        let Ok(Some(Reading::Histogram(b))) = parse(text, "lat") else {
+            panic!("a histogram")
+        };
+        assert_eq!(b, [(0.1, 50.0), (0.5, 90.0), (f64::INFINITY, 100.0)]);
+        // Median: rank 50 falls at the top of the first bucket.
+        assert!((histogram_quantile(0.5, &b).unwrap() - 0.1).abs() < 1e-12);
+        // p70: rank 70, halfway through (0.1, 0.5].
+        assert!((histogram_quantile(0.7, &b).unwrap() - 0.3).abs() < 1e-12);
+        // p99 falls in +Inf: the highest finite bound.
+        assert_eq!(histogram_quantile(0.99, &b), Some(0.5));
+        assert_eq!(
+            histogram_quantile(0.5, &[(0.1, 0.0), (f64::INFINITY, 0.0)]),
+            None
+        );
     }
 }

@@ -109,6 +109,8 @@ struct TargetState {
     next_due: Option<Instant>,
     /// Whether the safety layer has been told about the target's past (a new leader).
     seeded: bool,
+    /// Whether histories were filled from Prometheus' past.
+    backfilled: bool,
     /// The last load failure reported, so it is reported once.
     rejected: Option<String>,
     /// Metrics unavailable at the last tick, so loss is reported on change.
@@ -318,6 +320,9 @@ impl Tick<'_> {
             },
         };
 
+        if !state.backfilled {
+            self.backfill(state, &checked).await;
+        }
         let metrics = self.fetch_metrics(state, &pods, &mut conditions).await;
         let observation = Observation {
             now_ms: stamp.as_millisecond().max(0) as u64,
@@ -585,6 +590,36 @@ impl Tick<'_> {
                 && group(r.api_version.as_deref().unwrap_or("")) == group(&ours.api_version);
             same.then(|| h.name_any())
         }))
+    }
+
+    /// Fills the histories from Prometheus' past so a restarted operator
+    /// forecasts at once; a failure only means forecasting starts later.
+    async fn backfill(&self, state: &mut TargetState, checked: &Checked) {
+        let end = std::time::SystemTime::now() - checked.interval;
+        let samples = self.obj.spec.history as usize - 1;
+        for spec in &self.obj.spec.metrics {
+            match self
+                .ctx
+                .fetcher
+                .backfill(spec, end, checked.interval, samples)
+                .await
+            {
+                Ok(points) if !points.is_empty() => {
+                    tracing::info!(metric = %spec.name, samples = points.len(), "history backfilled");
+                    if let Some(p) = state.pipeline.as_mut() {
+                        p.backfill(&spec.name, &points);
+                    }
+                    if let Some(p) = state.shadow.as_mut() {
+                        p.backfill(&spec.name, &points);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(metric = %spec.name, error = %e, "history backfill failed")
+                }
+            }
+        }
+        state.backfilled = true;
     }
 
     async fn fetch_metrics(

@@ -128,8 +128,21 @@ pub struct MetricSpec {
 pub struct PrometheusMetric {
     /// Base URL of the Prometheus server, e.g. `http://prometheus.monitoring:9090`.
     pub address: String,
-    /// The query; it must return one series or a scalar.
+    /// The query; it must return one series or a scalar, unless `aggregation` says how to combine several.
     pub query: String,
+    /// How several returned series combine; without it, several series are an error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregation: Option<Aggregation>,
+    /// A file holding a bearer token, read for every query (so a rotated token is picked up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token_file: Option<String>,
+    /// A PEM file with the CA certificate(s) the server's certificate is checked against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// Longest a query may take, e.g. `2s`; the operator's `--metric-timeout` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub timeout: Option<String>,
 }
 
 /// A metric read from each pod's exposition endpoint and aggregated.
@@ -147,6 +160,15 @@ pub struct ScrapeMetric {
     /// How the pods' values combine.
     #[serde(default)]
     pub aggregation: Aggregation,
+    /// For a histogram: the quantile (0–1) of the observations between two scrapes, across pods,
+    /// interpolated within buckets as PromQL's `histogram_quantile` does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub quantile: Option<f64>,
+    /// Scrape these `host:port` endpoints instead of the target's pods (targets that are not
+    /// pods, and `wasm-autoscaler metrics` outside a cluster).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<String>,
 }
 
 fn default_path() -> String {
@@ -161,6 +183,19 @@ pub enum Aggregation {
     Sum,
     Avg,
     Max,
+    Min,
+}
+
+impl Aggregation {
+    /// Combines `values` (not empty).
+    pub fn apply(self, values: &[f64]) -> f64 {
+        match self {
+            Aggregation::Sum => values.iter().sum(),
+            Aggregation::Avg => values.iter().sum::<f64>() / values.len() as f64,
+            Aggregation::Max => values.iter().copied().fold(f64::MIN, f64::max),
+            Aggregation::Min => values.iter().copied().fold(f64::MAX, f64::min),
+        }
+    }
 }
 
 /// Where a policy component comes from, and its configuration.
@@ -295,6 +330,20 @@ impl WasmAutoscalerSpec {
                     "metrics[{i}]: set exactly one of prometheus, scrape"
                 ));
             }
+            if let Some(t) = m.prometheus.as_ref().and_then(|p| p.timeout.as_ref()) {
+                parse_duration(&format!("metrics[{i}].prometheus.timeout"), t)?;
+            }
+            for e in m.scrape.iter().flat_map(|s| &s.endpoints) {
+                crate::metrics::Endpoint::parse(e)
+                    .map_err(|err| format!("metrics[{i}].scrape.endpoints: {err}"))?;
+            }
+            if let Some(q) = m.scrape.as_ref().and_then(|s| s.quantile) {
+                if !(0.0..=1.0).contains(&q) {
+                    return Err(format!(
+                        "metrics[{i}].scrape.quantile must be in [0, 1], got {q}"
+                    ));
+                }
+            }
         }
         if let Some(p) = &self.predictor {
             p.validate("predictor")?;
@@ -305,6 +354,65 @@ impl WasmAutoscalerSpec {
         }
         self.behavior.validate()?;
         Ok(Checked { interval, warmup })
+    }
+}
+
+/// The Kubernetes objects of YAML manifest files that matter here.
+#[derive(Debug, Default)]
+pub struct Manifests {
+    /// Each autoscaler with the file it came from.
+    pub autoscalers: Vec<(std::path::PathBuf, WasmAutoscaler)>,
+    pub config_maps: Vec<k8s_openapi::api::core::v1::ConfigMap>,
+}
+
+/// A manifest file that could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ManifestError {
+    pub path: String,
+    pub message: String,
+}
+
+/// Reads the `WasmAutoscaler` and `ConfigMap` documents of multi-document YAML files.
+pub fn read_manifests(paths: &[std::path::PathBuf]) -> Result<Manifests, ManifestError> {
+    let mut found = Manifests::default();
+    for path in paths {
+        let fail = |message: String| ManifestError {
+            path: path.display().to_string(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let value = serde_yaml::Value::deserialize(doc).map_err(|e| fail(e.to_string()))?;
+            match value.get("kind").and_then(|k| k.as_str()) {
+                Some("WasmAutoscaler") => found.autoscalers.push((
+                    path.clone(),
+                    serde_yaml::from_value(value)
+                        .map_err(|e| fail(format!("WasmAutoscaler: {e}")))?,
+                )),
+                Some("ConfigMap") => found.config_maps.push(
+                    serde_yaml::from_value(value).map_err(|e| fail(format!("ConfigMap: {e}")))?,
+                ),
+                _ => {}
+            }
+        }
+    }
+    Ok(found)
+}
+
+impl Manifests {
+    /// The one autoscaler, or an error saying there is none or several.
+    pub fn single(mut self) -> Result<(std::path::PathBuf, WasmAutoscaler, Self), String> {
+        match self.autoscalers.len() {
+            1 => {
+                let (path, a) = self.autoscalers.remove(0);
+                Ok((path, a, self))
+            }
+            0 => Err("no WasmAutoscaler in the given files".into()),
+            n => Err(format!(
+                "{n} WasmAutoscalers in the given files; give one at a time"
+            )),
+        }
     }
 }
 

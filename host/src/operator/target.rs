@@ -173,7 +173,11 @@ impl Target {
                 pod.metadata.uid.clone(),
             ) {
                 if ready {
-                    counts.endpoints.push(Endpoint { id: uid, host: ip });
+                    counts.endpoints.push(Endpoint {
+                        id: uid,
+                        host: ip,
+                        port: None,
+                    });
                 }
             }
         }

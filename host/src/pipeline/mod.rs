@@ -149,6 +149,14 @@ impl Pipeline {
         self.spec = spec;
     }
 
+    /// Adds past samples of `metric` (oldest first, before any tick's), so
+    /// predictors forecast from the first tick instead of after many.
+    pub fn backfill(&mut self, metric: &str, samples: &[(u64, f64)]) {
+        for (t, v) in samples {
+            self.histories.push(metric, *t, Some(*v));
+        }
+    }
+
     /// Tells the safety layer about a target taken over mid-flight; see [`SafetyLayer::seed`].
     pub fn seed(&mut self, now_ms: u64, current: u32, last_action_ms: Option<u64>) {
         self.safety.seed(now_ms, current, last_action_ms);

@@ -6,11 +6,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use serde::Deserialize;
 
 use super::setup::{Setup, SetupError};
 use super::METRICS;
-use crate::operator::crd::{PolicySource, WasmAutoscaler};
+use crate::operator::crd::{read_manifests, PolicySource};
 use crate::operator::policies;
 use crate::runtime::{Runtime, World};
 
@@ -33,48 +32,17 @@ pub fn from_manifest(
     paths: &[PathBuf],
     aliases: &BTreeMap<String, String>,
 ) -> Result<Manifest, SetupError> {
-    let mut autoscalers = Vec::new();
-    let mut maps = Vec::new();
-    for path in paths {
-        let shown = path.display().to_string();
-        let invalid = |message: String| SetupError::Invalid {
-            path: shown.clone(),
-            message,
-        };
-        let text = std::fs::read_to_string(path).map_err(|source| SetupError::Read {
-            path: shown.clone(),
-            source,
-        })?;
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let value = serde_yaml::Value::deserialize(doc).map_err(|e| invalid(e.to_string()))?;
-            match value.get("kind").and_then(|k| k.as_str()) {
-                Some("WasmAutoscaler") => autoscalers.push((
-                    path.clone(),
-                    serde_yaml::from_value::<WasmAutoscaler>(value)
-                        .map_err(|e| invalid(format!("WasmAutoscaler: {e}")))?,
-                )),
-                Some("ConfigMap") => maps.push(
-                    serde_yaml::from_value::<ConfigMap>(value)
-                        .map_err(|e| invalid(format!("ConfigMap: {e}")))?,
-                ),
-                _ => {}
-            }
-        }
-    }
     let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     let invalid = |message: String| SetupError::Invalid {
         path: shown.join(", "),
         message,
     };
-    let (path, autoscaler) = match autoscalers.len() {
-        1 => autoscalers.remove(0),
-        0 => return Err(invalid("no WasmAutoscaler in the files".into())),
-        n => {
-            return Err(invalid(format!(
-                "{n} WasmAutoscalers in the files; replay one at a time"
-            )))
-        }
-    };
+    let found = read_manifests(paths).map_err(|e| SetupError::Invalid {
+        path: e.path,
+        message: e.message,
+    })?;
+    let (path, autoscaler, rest) = found.single().map_err(invalid)?;
+    let maps = rest.config_maps;
     let name = autoscaler
         .metadata
         .name

@@ -6,5 +6,7 @@ mod guests;
 mod hpa_agreement;
 mod loading;
 mod operator;
+mod prometheus;
 mod sandbox;
+mod scrape;
 mod simulate;
