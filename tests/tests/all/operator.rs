@@ -729,3 +729,53 @@ async fn an_invalid_spec_is_reported_and_changes_nothing() {
     assert!(server.seen_matching(&Method::PATCH, "/scale").is_empty());
     assert_eq!(replicas(&server, "web"), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_metric_is_reported_and_never_turned_into_a_scale() {
+    let server = ApiServer::start().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    server.create(deployment("web", 3));
+    server.create(autoscaler("web", "web", closed, json!({})));
+    let op = start_operator(&server, "solo", false);
+    let (_, reason, message) = eventually("MetricsAvailable=False", WAIT, || {
+        condition(&server, "web", "MetricsAvailable").filter(|c| c.0 == "False")
+    })
+    .await;
+    assert_eq!(reason, "Unavailable");
+    assert!(
+        message.starts_with("rps: request to http://127.0.0.1:"),
+        "{message}"
+    );
+    eventually("a MetricsUnavailable event", WAIT, || {
+        event_reasons(&server)
+            .iter()
+            .any(|r| r == "MetricsUnavailable")
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        server.seen_matching(&Method::PATCH, "/scale").is_empty(),
+        "held, not scaled"
+    );
+    assert_eq!(replicas(&server, "web"), 3);
+    let s = status(&server, "web");
+    assert!(
+        s["lastDecision"]["limits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l == "HeldOnFailure"),
+        "{s}"
+    );
+    let page = op.metrics.encode();
+    assert!(page.contains("wasm_autoscaler_metric_fetch_errors_total{namespace=\"default\",autoscaler=\"web\",metric=\"rps\",kind=\"request\"}"), "{page}");
+    assert!(
+        page.contains("wasm_autoscaler_decisions_total{outcome=\"failed\"}"),
+        "{page}"
+    );
+}
