@@ -76,6 +76,7 @@ fn main() {
             quantile: None,
             endpoints: Vec::new(),
         }),
+        stale_after: None,
     };
     let fetcher = Fetcher::new(Duration::from_secs(5));
     let mut state = ScrapeState::default();

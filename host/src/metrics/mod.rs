@@ -1,7 +1,7 @@
 //! Metric sources: where the numbers a target is evaluated on come from.
 //!
 //! Each tick every metric of a target is fetched once. A value that is
-//! missing, not a number or negative is reported as unavailable with
+//! missing, stale, not a number or negative is reported as unavailable with
 //! the reason — to the policy (as an absent value), in status and in the
 //! fetch-error metric — never passed on as a number to scale on.
 
@@ -43,6 +43,8 @@ pub enum MetricError {
     FirstScrape,
     #[error("no observations in the histogram since the last scrape")]
     NoObservations,
+    #[error("the samples are {age:.0} s old (staleAfter {limit:.0} s)")]
+    Stale { age: f64, limit: f64 },
     #[error("value {0} is not a usable number (NaN, infinite or negative)")]
     Invalid(f64),
     #[error("{0}")]
@@ -62,6 +64,7 @@ impl MetricError {
             MetricError::NoPods => "no_pods",
             MetricError::FirstScrape => "first_scrape",
             MetricError::NoObservations => "no_observations",
+            MetricError::Stale { .. } => "stale",
             MetricError::Invalid(_) => "invalid",
             MetricError::Config(_) => "config",
         }
@@ -102,7 +105,17 @@ impl Fetcher {
                     spec: p,
                     timeout: self.timeout_of(p),
                 };
-                query.instant().await?.0
+                let (value, _) = query.instant().await?;
+                if let Some(limit) = stale_after(spec) {
+                    let age = unix_seconds(SystemTime::now()) - query.oldest_sample().await?;
+                    if age > limit.as_secs_f64() {
+                        return Err(MetricError::Stale {
+                            age,
+                            limit: limit.as_secs_f64(),
+                        });
+                    }
+                }
+                value
             }
             (None, Some(s)) => {
                 let explicit: Vec<Endpoint>;
@@ -185,6 +198,12 @@ impl Fetcher {
         clients.insert(ca.clone(), c.clone());
         Ok(c)
     }
+}
+
+fn stale_after(spec: &MetricSpec) -> Option<Duration> {
+    spec.stale_after
+        .as_deref()
+        .and_then(|t| humantime::parse_duration(t).ok())
 }
 
 fn client(timeout: Duration, ca_pem: Option<&[u8]>) -> Result<reqwest::Client, reqwest::Error> {

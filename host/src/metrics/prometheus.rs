@@ -59,6 +59,20 @@ impl Query<'_> {
         }
     }
 
+    /// The time (Unix seconds) of the oldest sample the query returns, for
+    /// stored series; the query time for computed results.
+    pub async fn oldest_sample(&self) -> Result<f64, MetricError> {
+        let query = format!("min(timestamp({}))", self.spec.query);
+        match self.get("query", &[("query", query)]).await? {
+            Data::Vector(series) => match series.first() {
+                Some(s) => self.number(&s.value.1),
+                None => Err(MetricError::NoSeries),
+            },
+            Data::Scalar(sample) => Ok(sample.0),
+            _ => Err(self.malformed("a timestamp query must return a vector".into())),
+        }
+    }
+
     /// Samples `[start, end]` every `step` seconds, oldest first, as (Unix seconds, value).
     pub async fn range(
         &self,

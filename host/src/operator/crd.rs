@@ -120,6 +120,12 @@ pub struct MetricSpec {
     /// Scrape the target's pods directly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scrape: Option<ScrapeMetric>,
+    /// For `prometheus`: unavailable when the samples the query returns are older than this
+    /// (e.g. `1m`). Prometheus stamps computed results with the query time, so this applies to
+    /// queries that select stored series directly (e.g. `queue_depth{queue="orders"}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub stale_after: Option<String>,
 }
 
 /// A PromQL query returning one number.
@@ -332,6 +338,14 @@ impl WasmAutoscalerSpec {
             }
             if let Some(t) = m.prometheus.as_ref().and_then(|p| p.timeout.as_ref()) {
                 parse_duration(&format!("metrics[{i}].prometheus.timeout"), t)?;
+            }
+            if let Some(t) = &m.stale_after {
+                parse_duration(&format!("metrics[{i}].staleAfter"), t)?;
+                if m.prometheus.is_none() {
+                    return Err(format!(
+                        "metrics[{i}].staleAfter applies to prometheus metrics only"
+                    ));
+                }
             }
             for e in m.scrape.iter().flat_map(|s| &s.endpoints) {
                 crate::metrics::Endpoint::parse(e)

@@ -27,11 +27,17 @@ impl Drop for Prometheus {
 }
 
 /// The exporter's series, as functions of the seconds since it started:
-/// `inflight` 7; `requests_total` growing by 10/s; `latency_seconds`
-/// observations growing by 10/s, half ≤ 0.1 s, 90% ≤ 0.5 s.
+/// `inflight` 7; `lagging` 5, stamped 30 s in the past; `requests_total`
+/// growing by 10/s; `latency_seconds` observations growing by 10/s, half
+/// ≤ 0.1 s, 90% ≤ 0.5 s.
 fn exposition(t: f64) -> String {
+    let lagging_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        - 30_000;
     format!(
-        "# TYPE inflight gauge\ninflight 7\n\
+        "# TYPE inflight gauge\ninflight 7\n# TYPE lagging gauge\nlagging 5 {lagging_ms}\n\
          # TYPE requests_total counter\nrequests_total{{code=\"200\"}} {}\n\
          # TYPE latency_seconds histogram\n\
          latency_seconds_bucket{{le=\"0.1\"}} {}\nlatency_seconds_bucket{{le=\"0.5\"}} {}\n\
@@ -156,6 +162,7 @@ fn spec(address: &str, query: &str) -> MetricSpec {
             timeout: None,
         }),
         scrape: None,
+        stale_after: None,
     }
 }
 
@@ -298,4 +305,22 @@ fn a_bearer_token_is_sent_and_a_missing_token_file_is_a_clear_error() {
     let err = fetch(&s).unwrap_err();
     assert_eq!(err.kind(), "config");
     assert!(err.to_string().contains("/nonexistent/token"), "{err}");
+}
+
+#[test]
+fn samples_older_than_stale_after_are_unavailable() {
+    let p = prometheus();
+    let mut s = spec(&p.address, "lagging");
+    assert_eq!(
+        fetch(&s).unwrap(),
+        5.0,
+        "without staleAfter the old sample is used"
+    );
+    s.stale_after = Some("10s".into());
+    let err = fetch(&s).unwrap_err();
+    assert_eq!(err.kind(), "stale", "{err}");
+    assert!(err.to_string().contains("staleAfter 10 s"), "{err}");
+    let mut fresh = spec(&p.address, "inflight");
+    fresh.stale_after = Some("10s".into());
+    assert_eq!(fetch(&fresh).unwrap(), 7.0);
 }

@@ -76,6 +76,7 @@ fn spec(metric: &str, aggregation: Aggregation, quantile: Option<f64>) -> Metric
             quantile,
             endpoints: Vec::new(),
         }),
+        stale_after: None,
     }
 }
 
