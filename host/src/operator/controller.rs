@@ -49,6 +49,10 @@ pub struct Context {
     resolver: Resolver,
     fetcher: Fetcher,
     targets: Mutex<HashMap<ObjectRef<WasmAutoscaler>, Arc<tokio::sync::Mutex<TargetState>>>>,
+    /// Autoscalers whose policy ConfigMap changed since their last tick.
+    dirty: Mutex<std::collections::HashSet<ObjectRef<WasmAutoscaler>>>,
+    /// Watches the folders of `file` policy sources.
+    files: super::files::FileWatch,
 }
 
 impl Context {
@@ -71,12 +75,22 @@ impl Context {
             resolver: Resolver::default(),
             fetcher: Fetcher::new(settings.metric_timeout),
             targets: Mutex::new(HashMap::new()),
+            dirty: Mutex::new(Default::default()),
+            files: super::files::FileWatch::new(),
         }
     }
 
     fn state(&self, key: ObjectRef<WasmAutoscaler>) -> Arc<tokio::sync::Mutex<TargetState>> {
         let mut targets = self.targets.lock().expect("targets lock");
         Arc::clone(targets.entry(key).or_default())
+    }
+
+    fn mark_dirty(&self, key: ObjectRef<WasmAutoscaler>) {
+        self.dirty.lock().expect("dirty lock").insert(key);
+    }
+
+    fn take_dirty(&self, key: &ObjectRef<WasmAutoscaler>) -> bool {
+        self.dirty.lock().expect("dirty lock").remove(key)
     }
 
     fn forget(&self, key: &ObjectRef<WasmAutoscaler>) {
@@ -113,6 +127,8 @@ struct TargetState {
     backfilled: bool,
     /// The last load failure reported, so it is reported once.
     rejected: Option<String>,
+    /// The file-change count last seen, to reload `file` sources when it moves.
+    files_seen: u64,
     /// Metrics unavailable at the last tick, so loss is reported on change.
     unavailable: Vec<String>,
     hpa_conflict: Option<String>,
@@ -135,6 +151,8 @@ pub async fn run(
     };
     let controller = Controller::new(autoscalers, watcher::Config::default().any_semantic());
     let store = controller.store();
+    let marker = Arc::clone(&ctx);
+    let file_changes = ctx.files.changes();
     controller
         .watches(
             maps,
@@ -142,14 +160,20 @@ pub async fn run(
             move |map: ConfigMap| {
                 let ns = map.namespace();
                 let name = map.name_any();
-                store
+                let refs: Vec<_> = store
                     .state()
                     .into_iter()
                     .filter(|a| a.namespace() == ns && references(&a.spec, &name))
                     .map(|a| ObjectRef::from_obj(&*a))
-                    .collect::<Vec<_>>()
+                    .collect();
+                // A changed policy is swapped in at once, not at the next tick.
+                for r in &refs {
+                    marker.mark_dirty(r.clone());
+                }
+                refs
             },
         )
+        .reconcile_all_on(file_changes)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -158,6 +182,21 @@ pub async fn run(
             }
         })
         .await;
+}
+
+fn file_sources(spec: &WasmAutoscalerSpec) -> impl Iterator<Item = &str> {
+    [
+        Some(&spec.decider),
+        spec.predictor.as_ref(),
+        spec.shadow.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(|s| s.file.as_deref())
+}
+
+fn uses_files(spec: &WasmAutoscalerSpec) -> bool {
+    file_sources(spec).next().is_some()
 }
 
 fn references(spec: &WasmAutoscalerSpec, map: &str) -> bool {
@@ -184,6 +223,9 @@ fn error_policy(obj: Arc<WasmAutoscaler>, error: &Error, ctx: Arc<Context>) -> A
 
 async fn reconcile(obj: Arc<WasmAutoscaler>, ctx: Arc<Context>) -> Result<Action, Error> {
     let key = ObjectRef::from_obj(&*obj);
+    for path in file_sources(&obj.spec) {
+        ctx.files.watch(path);
+    }
     if obj.meta().deletion_timestamp.is_some() {
         ctx.forget(&key);
         return Ok(Action::await_change());
@@ -191,7 +233,7 @@ async fn reconcile(obj: Arc<WasmAutoscaler>, ctx: Arc<Context>) -> Result<Action
     let namespace = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
     let span = tracing::info_span!("tick", namespace = %namespace, name = %name);
-    let state = ctx.state(key);
+    let state = ctx.state(key.clone());
     let mut state = state.lock().await;
     let interval = obj
         .spec
@@ -202,8 +244,12 @@ async fn reconcile(obj: Arc<WasmAutoscaler>, ctx: Arc<Context>) -> Result<Action
     // Watch events (our own status writes among them) wake us between
     // ticks; only a due tick, or a changed spec, evaluates.
     let spec_changed = state.generation != obj.meta().generation;
+    let files = ctx.files.count();
+    let file_changed = state.files_seen != files && uses_files(&obj.spec);
+    state.files_seen = files;
+    let policy_changed = ctx.take_dirty(&key) || file_changed;
     if let Some(due) = state.next_due {
-        if now < due && !spec_changed {
+        if now < due && !spec_changed && !policy_changed {
             return Ok(Action::requeue(due - now));
         }
         ctx.metrics.lag(now.duration_since(due).as_secs_f64());
@@ -500,6 +546,9 @@ impl Tick<'_> {
                 format!("{message}{serving}"),
             );
             if state.rejected.as_deref() != Some(message.as_str()) {
+                self.ctx.metrics.reload("rejected");
+            }
+            if state.rejected.as_deref() != Some(message.as_str()) {
                 self.warn("PolicyRejected", format!("{message}{serving}"))
                     .await;
                 state.rejected = Some(message);
@@ -541,6 +590,7 @@ impl Tick<'_> {
                     .iter()
                     .any(|(r, _, _, d)| r == role && d == digest)
                 {
+                    self.ctx.metrics.reload("loaded");
                     self.ctx
                         .event(
                             self.obj,

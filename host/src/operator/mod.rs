@@ -6,6 +6,7 @@
 
 pub mod controller;
 pub mod crd;
+mod files;
 pub mod leader;
 pub mod policies;
 pub mod status;

@@ -57,6 +57,7 @@ pub struct Metrics {
     metric_fetch_errors: Family<MetricFailure, Counter>,
     reconcile_lag_seconds: Histogram,
     reconcile_errors: Family<ErrorKind, Counter>,
+    reloads: Family<Outcome, Counter>,
     leader: Gauge,
 }
 
@@ -111,6 +112,12 @@ impl Default for Metrics {
             "Reconciles that failed, by kind",
             reconcile_errors.clone(),
         );
+        let reloads = Family::<Outcome, Counter>::default();
+        registry.register(
+            "policy_reloads",
+            "Policy components loaded or rejected, by outcome",
+            reloads.clone(),
+        );
         let leader = Gauge::default();
         registry.register(
             "leader",
@@ -127,6 +134,7 @@ impl Default for Metrics {
             metric_fetch_errors,
             reconcile_lag_seconds,
             reconcile_errors,
+            reloads,
             leader,
         }
     }
@@ -191,6 +199,11 @@ impl Metrics {
         self.reconcile_errors
             .get_or_create(&ErrorKind { kind })
             .inc();
+    }
+
+    /// Counts a policy load (`loaded`) or refusal (`rejected`).
+    pub fn reload(&self, outcome: &'static str) {
+        self.reloads.get_or_create(&Outcome { outcome }).inc();
     }
 
     /// Sets whether this replica leads.

@@ -92,6 +92,8 @@ struct Inner {
     linker: Linker<Sandbox>,
     config: RuntimeConfig,
     compiled: Mutex<HashMap<Digest, Component>>,
+    /// One lock per digest being compiled, so it is compiled once.
+    compiling: Mutex<HashMap<Digest, Arc<Mutex<()>>>>,
     stop_ticker: Arc<AtomicBool>,
 }
 
@@ -124,6 +126,7 @@ impl Runtime {
             linker,
             config,
             compiled: Mutex::new(HashMap::new()),
+            compiling: Mutex::new(HashMap::new()),
             stop_ticker: stop_ticker.clone(),
         });
         spawn_epoch_ticker(Arc::downgrade(&inner), stop_ticker);
@@ -149,8 +152,21 @@ impl Runtime {
         Policy::new(self.clone(), digest, bytes.len(), component)
     }
 
-    /// Compiles a component, caching the result by digest.
+    /// Compiles a component, caching the result by digest. Concurrent
+    /// requests for the same digest compile it once: the others wait.
     pub fn compile(&self, digest: Digest, bytes: &[u8]) -> Result<Component, RuntimeError> {
+        if let Some(c) = self.cached(&digest) {
+            return Ok(c);
+        }
+        let gate = Arc::clone(
+            self.inner
+                .compiling
+                .lock()
+                .expect("compile gate lock")
+                .entry(digest)
+                .or_default(),
+        );
+        let _one_at_a_time = gate.lock().expect("compile gate");
         if let Some(c) = self.cached(&digest) {
             return Ok(c);
         }

@@ -779,3 +779,178 @@ async fn a_lost_metric_is_reported_and_never_turned_into_a_scale() {
         "{page}"
     );
 }
+
+fn digest_of(bytes: &[u8]) -> String {
+    wasm_autoscaler::runtime::Digest::of(bytes).to_string()
+}
+
+fn decider_digest(server: &ApiServer, name: &str) -> Option<String> {
+    status(server, name)["policies"]
+        .as_array()?
+        .iter()
+        .find(|p| p["role"] == "decider")?["digest"]
+        .as_str()
+        .map(str::to_string)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_swapped_under_load_miss_no_tick_and_never_serve_a_broken_one() {
+    const TARGETS: usize = 6;
+    let server = ApiServer::start().await;
+    let exporter = Exporter::start(40.0).await;
+    let versions: Vec<Vec<u8>> = ["v1", "v2", "v3"]
+        .iter()
+        .map(|t| variant(bundled::FORECAST, t))
+        .collect();
+    let good: Vec<String> = versions.iter().map(|v| digest_of(v)).collect();
+    server.create(policy_map(&versions[0]));
+    for i in 0..TARGETS {
+        let name = format!("t{i}");
+        server.create(deployment(&name, 1));
+        server.create(autoscaler(
+            &name,
+            &name,
+            exporter.port,
+            json!({"predictor": {"bundled": "ewma-trend"},
+                   "decider": {"configMapRef": {"name": "policies", "key": "decider.wasm"}, "config": sizing(10.0)}}),
+        ));
+    }
+    let op = start_operator(&server, "solo", false);
+    for i in 0..TARGETS {
+        let name = format!("t{i}");
+        eventually("the first decision", WAIT, || {
+            (decider_digest(&server, &name) == Some(good[0].clone())).then_some(())
+        })
+        .await;
+    }
+    let started = Instant::now();
+    let broken = bundled::EWMA_TREND; // a predictor where a decider belongs
+    let steps: [&[u8]; 3] = [&versions[1], broken, &versions[2]];
+    let mut seen = std::collections::BTreeSet::new();
+    for bytes in steps {
+        server.patch(
+            "ConfigMap",
+            NS,
+            "policies",
+            json!({"binaryData": {"decider.wasm": base64(bytes)}}),
+        );
+        let until = Instant::now() + Duration::from_millis(2500);
+        while Instant::now() < until {
+            for i in 0..TARGETS {
+                if let Some(d) = decider_digest(&server, &format!("t{i}")) {
+                    seen.insert(d);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    for d in &seen {
+        assert!(
+            good.contains(d),
+            "a digest that is not a good version served: {d}"
+        );
+    }
+    assert!(
+        seen.contains(&good[1]) && seen.contains(&good[2]),
+        "{seen:?}"
+    );
+    for i in 0..TARGETS {
+        assert_eq!(
+            decider_digest(&server, &format!("t{i}")),
+            Some(good[2].clone())
+        );
+    }
+    let page = op.metrics.encode();
+    assert!(
+        !page.contains("wasm_autoscaler_decisions_total{outcome=\"failed\"}"),
+        "{page}"
+    );
+    let decisions: f64 = ["scale_up", "scale_down", "hold"]
+        .iter()
+        .filter_map(|o| {
+            page.lines().find_map(|l| {
+                l.strip_prefix(&format!(
+                    "wasm_autoscaler_decisions_total{{outcome=\"{o}\"}}"
+                ))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+            })
+        })
+        .sum();
+    // One tick per target per second at least (swaps add early ticks, never remove one).
+    assert!(
+        decisions >= (TARGETS as f64) * elapsed.floor(),
+        "{decisions} decisions in {elapsed:.1} s for {TARGETS} targets"
+    );
+    assert_eq!(
+        metric_value(
+            &page,
+            "wasm_autoscaler_policy_reloads_total{outcome=\"rejected\"}"
+        ),
+        TARGETS as f64
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_policy_is_swapped_in_at_once_not_at_the_next_tick() {
+    let server = ApiServer::start().await;
+    let exporter = Exporter::start(40.0).await;
+    // ConfigMap source, through the API watch.
+    server.create(deployment("cm", 1));
+    let v1 = variant(bundled::FORECAST, "v1");
+    server.create(policy_map(&v1));
+    let slow = json!({"interval": "60s",
+        "decider": {"configMapRef": {"name": "policies", "key": "decider.wasm"}, "config": sizing(10.0)}});
+    server.create(autoscaler("cm", "cm", exporter.port, slow));
+    // File source laid out as the kubelet mounts a ConfigMap: the file is a
+    // symlink through `..data`, which an update swaps atomically.
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("mounted-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("..v1")).unwrap();
+    std::fs::write(dir.join("..v1/decider.wasm"), &v1).unwrap();
+    std::os::unix::fs::symlink("..v1", dir.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/decider.wasm", dir.join("decider.wasm")).unwrap();
+    server.create(deployment("file", 1));
+    let path = dir.join("decider.wasm").display().to_string();
+    server.create(autoscaler(
+        "file",
+        "file",
+        exporter.port,
+        json!({"interval": "60s",
+        "decider": {"file": path, "config": sizing(10.0)}}),
+    ));
+    let _op = start_operator(&server, "solo", false);
+    for name in ["cm", "file"] {
+        eventually("the first tick", WAIT, || {
+            (decider_digest(&server, name) == Some(digest_of(&v1))).then_some(())
+        })
+        .await;
+    }
+
+    let v2 = variant(bundled::FORECAST, "v2");
+    let changed = Instant::now();
+    server.patch(
+        "ConfigMap",
+        NS,
+        "policies",
+        json!({"binaryData": {"decider.wasm": base64(&v2)}}),
+    );
+    eventually("the new ConfigMap version", Duration::from_secs(10), || {
+        (decider_digest(&server, "cm") == Some(digest_of(&v2))).then_some(())
+    })
+    .await;
+    assert!(
+        changed.elapsed() < Duration::from_secs(10),
+        "swapped well before the 60 s tick"
+    );
+
+    std::fs::create_dir_all(dir.join("..v2")).unwrap();
+    std::fs::write(dir.join("..v2/decider.wasm"), &v2).unwrap();
+    std::os::unix::fs::symlink("..v2", dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    eventually("the new file version", Duration::from_secs(10), || {
+        (decider_digest(&server, "file") == Some(digest_of(&v2))).then_some(())
+    })
+    .await;
+}
