@@ -2,3 +2,4 @@
 //! test guests are built by `build.rs`.
 
 pub mod apiserver;
+pub mod fixtures;

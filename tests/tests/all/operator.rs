@@ -17,6 +17,7 @@ use wasm_autoscaler::bundled;
 use wasm_autoscaler::operator::{self, telemetry::Metrics, LeaseSettings, Settings};
 use wasm_autoscaler::runtime::{Runtime, RuntimeConfig};
 use wasm_autoscaler_tests::apiserver::{rbac, ApiServer};
+use wasm_autoscaler_tests::fixtures::{base64, variant};
 
 const NS: &str = "default";
 
@@ -615,31 +616,12 @@ async fn a_dead_leader_is_replaced_and_its_successor_does_not_flap() {
     drop((a, b));
 }
 
-/// A component with a custom section appended: the same code, another digest.
-fn variant(bytes: &[u8], tag: &str) -> Vec<u8> {
-    let mut out = bytes.to_vec();
-    let name = b"wasm-autoscaler-test";
-    let payload = tag.as_bytes();
-    let size = 1 + name.len() + payload.len();
-    out.push(0);
-    out.push(size as u8);
-    out.push(name.len() as u8);
-    out.extend_from_slice(name);
-    out.extend_from_slice(payload);
-    out
-}
-
 fn policy_map(bytes: &[u8]) -> Value {
     json!({
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "policies", "namespace": NS, "labels": {"wasmautoscaler.dev/policy": "true"}},
         "binaryData": {"decider.wasm": base64(bytes)},
     })
-}
-
-/// Base64, as `binaryData` holds it.
-fn base64(bytes: &[u8]) -> Value {
-    serde_json::to_value(k8s_openapi::ByteString(bytes.to_vec())).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
