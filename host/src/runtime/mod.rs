@@ -94,6 +94,8 @@ struct Inner {
     compiled: Mutex<HashMap<Digest, Component>>,
     /// One lock per digest being compiled, so it is compiled once.
     compiling: Mutex<HashMap<Digest, Arc<Mutex<()>>>>,
+    /// How many components were compiled (not taken from the cache).
+    compilations: std::sync::atomic::AtomicU64,
     stop_ticker: Arc<AtomicBool>,
 }
 
@@ -127,6 +129,7 @@ impl Runtime {
             config,
             compiled: Mutex::new(HashMap::new()),
             compiling: Mutex::new(HashMap::new()),
+            compilations: Default::default(),
             stop_ticker: stop_ticker.clone(),
         });
         spawn_epoch_ticker(Arc::downgrade(&inner), stop_ticker);
@@ -171,6 +174,7 @@ impl Runtime {
             return Ok(c);
         }
         check_header(bytes)?;
+        self.inner.compilations.fetch_add(1, Ordering::Relaxed);
         let component = Component::new(&self.inner.engine, bytes)
             .map_err(|e| RuntimeError::Compile(format!("{e:#}")))?;
         self.inner
@@ -179,6 +183,11 @@ impl Runtime {
             .expect("compile cache lock")
             .insert(digest, component.clone());
         Ok(component)
+    }
+
+    /// How many components this runtime compiled (cache hits not counted).
+    pub fn compilations(&self) -> u64 {
+        self.inner.compilations.load(Ordering::Relaxed)
     }
 
     /// The compiled component for `digest`, if it is cached.

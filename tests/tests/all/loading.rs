@@ -71,3 +71,60 @@ fn an_import_the_host_lacks_is_named() {
         "{e}"
     );
 }
+
+#[test]
+fn random_bytes_are_refused() {
+    // A fixed xorshift sequence: random-looking, the same every run.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let bytes: Vec<u8> = (0..4096)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    assert!(matches!(load(&bytes), Err(RuntimeError::NotWasm)));
+    let mut headed = b"\0asm\x0d\x00\x01\x00".to_vec();
+    headed.extend_from_slice(&bytes);
+    assert!(matches!(load(&headed), Err(RuntimeError::Compile(_))));
+}
+
+#[test]
+fn a_digest_that_does_not_match_the_pin_is_refused() {
+    use wasm_autoscaler::operator::crd::PolicySource;
+    use wasm_autoscaler::operator::policies::{check, LoadError};
+    use wasm_autoscaler::runtime::{Digest, World};
+    let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+    let bytes = wasm_autoscaler::bundled::FORECAST;
+    let mut source = PolicySource {
+        config_map_ref: None,
+        file: None,
+        bundled: Some("forecast".into()),
+        config: Some(serde_json::json!({"capacityPerPod": 10})),
+        sha256: Some("0".repeat(64)),
+    };
+    let Err(e) = check(&rt, &source, bytes, World::Decider) else {
+        panic!("a wrong pin was accepted")
+    };
+    assert!(matches!(e, LoadError::PinMismatch { .. }), "{e}");
+    assert!(
+        e.to_string().contains("does not match the pinned sha256"),
+        "{e}"
+    );
+    assert_eq!(rt.compilations(), 0, "refused before compiling");
+    source.sha256 = Some(Digest::of(bytes).hex());
+    assert!(check(&rt, &source, bytes, World::Decider).is_ok());
+}
+
+#[test]
+fn concurrent_loads_of_one_digest_compile_it_once() {
+    let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+    let bytes = wasm_autoscaler::bundled::EWMA_TREND;
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| rt.load(bytes).unwrap());
+        }
+    });
+    assert_eq!(rt.compilations(), 1);
+}

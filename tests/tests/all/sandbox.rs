@@ -44,6 +44,13 @@ fn an_allocation_bomb_stops_at_the_memory_cap() {
 }
 
 #[test]
+fn unbounded_recursion_is_a_trap_and_the_next_instance_works() {
+    let e = decide("recurse").unwrap_err();
+    assert!(matches!(e, RuntimeError::Trap(_)), "{e}");
+    assert_eq!(decide("count").unwrap(), 11);
+}
+
+#[test]
 fn a_panic_is_a_trap_not_a_host_crash() {
     let e = decide("trap").unwrap_err();
     assert!(matches!(e, RuntimeError::Trap(_)), "{e}");

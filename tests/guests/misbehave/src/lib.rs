@@ -58,6 +58,7 @@ impl Decider for Misbehave {
                 }
             }
             "trap" => panic!("decide trapped on purpose"),
+            "recurse" => Ok(decision(depth(u64::MAX) as u32, "deep".into(), None)),
             "flood" => {
                 let line = "x".repeat(1000);
                 for _ in 0..2_000 {
@@ -92,3 +93,12 @@ impl Decider for Misbehave {
 }
 
 export_decider!(Misbehave);
+
+/// Recursion that only ends when the stack does.
+fn depth(n: u64) -> u64 {
+    if n == 0 {
+        0
+    } else {
+        1 + std::hint::black_box(depth(std::hint::black_box(n - 1)))
+    }
+}
