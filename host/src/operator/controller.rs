@@ -111,12 +111,15 @@ impl Context {
     }
 }
 
+/// A loaded policy: role, source, config, digest.
+type LoadedEntry = (&'static str, String, String, Digest);
+
 /// What the operator remembers about one autoscaler between ticks.
 #[derive(Default)]
 struct TargetState {
     generation: Option<i64>,
-    /// The loaded policies: role → (source, config, digest).
-    loaded: Vec<(&'static str, String, String, Digest)>,
+    /// The loaded policies.
+    loaded: Vec<LoadedEntry>,
     pipeline: Option<Pipeline>,
     shadow: Option<Pipeline>,
     scrape: ScrapeState,
@@ -393,13 +396,13 @@ impl Tick<'_> {
         }
 
         let report = self.evaluate(&mut state.pipeline, &observation).await;
-        self.count(&report, false);
+        self.count(&report, false, &state.loaded);
         status.current_replicas = Some(scale.spec_replicas);
         status.desired_replicas = Some(report.verdict.replicas);
         status.last_decision = Some(decision_status(&report, &now_text, &checked));
         if state.shadow.is_some() {
             let shadow = self.evaluate(&mut state.shadow, &observation).await;
-            self.count(&shadow, true);
+            self.count(&shadow, true, &state.loaded);
             status.shadow_decision = Some(decision_status(&shadow, &now_text, &checked));
         } else {
             status.shadow_decision = None;
@@ -743,8 +746,19 @@ impl Tick<'_> {
         report
     }
 
-    fn count(&self, report: &TickReport, shadow: bool) {
+    fn count(&self, report: &TickReport, shadow: bool, loaded: &[LoadedEntry]) {
         for (role, kind) in &report.failures {
+            let role = if shadow && *role == "decider" {
+                "shadow"
+            } else {
+                *role
+            };
+            let digest = loaded
+                .iter()
+                .find(|(r, ..)| *r == role)
+                .map(|(.., d)| d.to_string())
+                .unwrap_or_default();
+            tracing::warn!(role, kind, %digest, "policy call failed");
             if !shadow {
                 self.ctx.metrics.policy_failure(role, kind);
             }
