@@ -232,23 +232,51 @@ async fn scrape_one(
 /// `None` when the text does not have it. Text that is not the exposition
 /// format is an error naming the first bad line.
 pub fn parse(body: &str, metric: &str) -> Result<Option<Reading>, String> {
+    // Only the metric's own lines go through the (regex) parser; every
+    // other line gets a cheap shape check, so a page of HTML is still
+    // refused but a large page costs little more than reading it.
+    let mut relevant = Vec::new();
     for (n, line) in body.lines().enumerate() {
         let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
+        if line.is_empty() {
             continue;
         }
-        if matches!(
-            prometheus_parse::LineInfo::parse(line),
-            prometheus_parse::LineInfo::Ignored
-        ) {
+        if let Some(comment) = line.strip_prefix('#') {
+            let mut words = comment.split_whitespace();
+            if matches!(words.next(), Some("TYPE" | "HELP")) && words.next() == Some(metric) {
+                relevant.push(line);
+            }
+            continue;
+        }
+        let name_end = line
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+            .unwrap_or(line.len());
+        let name = &line[..name_end];
+        let starts_like_a_sample = name_end > 0
+            && !line.as_bytes()[0].is_ascii_digit()
+            && line[name_end..].starts_with([' ', '{', '\t']);
+        let mine = name == metric
+            || name
+                .strip_prefix(metric)
+                .is_some_and(|rest| matches!(rest, "_bucket" | "_sum" | "_count"));
+        if !starts_like_a_sample
+            || (mine
+                && matches!(
+                    prometheus_parse::LineInfo::parse(line),
+                    prometheus_parse::LineInfo::Ignored
+                ))
+        {
             let shown: String = line.chars().take(80).collect();
             return Err(format!(
                 "line {} is not in the exposition format: `{shown}`",
                 n + 1
             ));
         }
+        if mine {
+            relevant.push(line);
+        }
     }
-    let lines = body.lines().map(|l| Ok(l.to_string()));
+    let lines = relevant.into_iter().map(|l| Ok(l.to_string()));
     let scrape = prometheus_parse::Scrape::parse(lines).map_err(|e| e.to_string())?;
     let mut total: Option<Reading> = None;
     for sample in scrape.samples.iter().filter(|s| s.metric == metric) {
