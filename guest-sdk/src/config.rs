@@ -10,6 +10,11 @@ use serde::de::DeserializeOwned;
 /// `invalid config: unknown field `alpa`, expected `alpha` or `window` at line 1 column 7`.
 pub fn parse<C: DeserializeOwned>(text: &str) -> Result<C, String> {
     let text = if text.trim().is_empty() { "{}" } else { text };
+    // serde would also fill a struct from a JSON array, by field order; a
+    // config is an object, in every language a policy is written in.
+    if !text.trim_start().starts_with('{') {
+        return Err("invalid config: expected a JSON object".into());
+    }
     serde_json::from_str(text).map_err(|e| format!("invalid config: {e}"))
 }
 
@@ -34,6 +39,14 @@ mod tests {
     fn errors_name_the_field() {
         let e = parse::<Sample>(r#"{"alpa": 1}"#).unwrap_err();
         assert!(e.starts_with("invalid config: unknown field `alpa`"), "{e}");
+    }
+
+    #[test]
+    fn only_an_object_is_a_config() {
+        for text in ["[1]", "null", "1", "\"x\""] {
+            let e = parse::<Sample>(text).unwrap_err();
+            assert_eq!(e, "invalid config: expected a JSON object", "{text}");
+        }
     }
 
     #[test]
