@@ -400,3 +400,43 @@ spec:
     assert!(text.contains("depth") && text.contains("42"), "{text}");
     assert!(text.contains("unavailable"), "{text}");
 }
+
+/// The policies `scripts/build-policies` writes, checked as an author would
+/// check theirs. Skipped (and said so) when they were not built, unless
+/// `WASM_AUTOSCALER_REQUIRE_LANGUAGES=1` (set by `scripts/test`).
+#[test]
+fn check_accepts_policies_built_in_other_languages() {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    for lang in ["python", "js", "c"] {
+        let path = target.join(format!("policies/ewma-trend-{lang}.wasm"));
+        if !path.exists() {
+            assert_ne!(
+                std::env::var("WASM_AUTOSCALER_REQUIRE_LANGUAGES").as_deref(),
+                Ok("1"),
+                "{} is missing",
+                path.display()
+            );
+            eprintln!(
+                "SKIPPED check of {}: not built (run scripts/build-policies)",
+                path.display()
+            );
+            continue;
+        }
+        let out = bin(&[
+            "check",
+            path.to_str().unwrap(),
+            "--config",
+            r#"{"alpha": 0.4}"#,
+        ]);
+        assert!(out.status.success(), "{lang}: {}", stderr(&out));
+        let text = stdout(&out);
+        assert!(text.contains("predictor component"), "{lang}: {text}");
+        assert!(text.contains("validate-config: ok"), "{lang}: {text}");
+        assert!(
+            text.contains("smoke call: forecast returned 1 metric(s)"),
+            "{lang}: {text}"
+        );
+    }
+}

@@ -4,6 +4,7 @@
 mod bundled_policies;
 mod guests;
 mod hpa_agreement;
+mod languages;
 mod loading;
 mod operator;
 mod prometheus;
