@@ -6,7 +6,9 @@
 //! bound what is applied. The offline replay ([`sim`]) runs that same
 //! pipeline against a simulated target.
 
-#![forbid(unsafe_code)]
+// One audited exception: loading compiled components from the disk cache
+// (`runtime::disk_cache`).
+#![deny(unsafe_code)]
 
 pub mod bundled;
 pub mod cli;

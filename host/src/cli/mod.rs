@@ -9,6 +9,7 @@ mod metrics;
 mod operator;
 mod simulate;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -68,6 +69,10 @@ struct SandboxArgs {
     /// Most linear memory one policy instance may use, in MiB.
     #[arg(long, global = true, default_value_t = 64)]
     policy_memory_mib: usize,
+    /// Folder for compiled policies, so a restart loads them without compiling
+    /// (entries go to a private `compiled-v1` subfolder).
+    #[arg(long, global = true, env = "WASM_AUTOSCALER_COMPILE_CACHE")]
+    compile_cache: Option<PathBuf>,
 }
 
 impl SandboxArgs {
@@ -79,6 +84,7 @@ impl SandboxArgs {
                 ..Limits::default()
             },
             instance_mode,
+            cache_dir: self.compile_cache.clone(),
         })?)
     }
 }

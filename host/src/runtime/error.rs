@@ -35,6 +35,9 @@ pub enum RuntimeError {
     /// The policy rejected its configuration.
     #[error("invalid policy config: {0}")]
     Config(String),
+    /// The compiled-component cache folder cannot be used safely.
+    #[error("compiled-component cache {0}")]
+    Cache(String),
 }
 
 impl RuntimeError {
@@ -51,6 +54,7 @@ impl RuntimeError {
             RuntimeError::Trap(_) => "trap",
             RuntimeError::Policy(_) => "policy_error",
             RuntimeError::Config(_) => "invalid_config",
+            RuntimeError::Cache(_) => "cache",
         }
     }
 }

@@ -9,12 +9,14 @@
 //! instance. [`InstanceMode::PerCall`] gives every call a fresh instance.
 
 pub mod bindings;
+mod disk_cache;
 mod error;
 mod policy;
 mod sandbox;
 pub mod synthetic;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread;
@@ -28,6 +30,7 @@ pub use error::RuntimeError;
 pub use policy::{Instance, InstanceMode, Policy, PolicyInfo, Session, World};
 pub use sandbox::{GuestLine, Limits};
 
+use disk_cache::DiskCache;
 use sandbox::Sandbox;
 
 /// How often the epoch advances; deadlines are rounded up to it.
@@ -42,6 +45,9 @@ pub struct RuntimeConfig {
     pub limits: Limits,
     /// Whether instances are reused per target or made fresh for each call.
     pub instance_mode: InstanceMode,
+    /// A folder for compiled components, so a restart does not recompile;
+    /// none keeps them in memory only.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Default for RuntimeConfig {
@@ -50,6 +56,7 @@ impl Default for RuntimeConfig {
             deadline: Duration::from_millis(50),
             limits: Limits::default(),
             instance_mode: InstanceMode::PerTarget,
+            cache_dir: None,
         }
     }
 }
@@ -94,8 +101,12 @@ struct Inner {
     compiled: Mutex<HashMap<Digest, Component>>,
     /// One lock per digest being compiled, so it is compiled once.
     compiling: Mutex<HashMap<Digest, Arc<Mutex<()>>>>,
-    /// How many components were compiled (not taken from the cache).
+    /// Compiled components kept across restarts, when configured.
+    disk: Option<DiskCache>,
+    /// How many components were compiled (not taken from a cache).
     compilations: std::sync::atomic::AtomicU64,
+    /// How many components were loaded from the disk cache.
+    disk_hits: std::sync::atomic::AtomicU64,
     stop_ticker: Arc<AtomicBool>,
 }
 
@@ -122,8 +133,14 @@ impl Runtime {
         )
         .map_err(|e| RuntimeError::Compile(format!("linking log: {e}")))?;
 
+        let disk = match &config.cache_dir {
+            Some(dir) => Some(DiskCache::open(dir, &engine)?),
+            None => None,
+        };
         let stop_ticker = Arc::new(AtomicBool::new(false));
         let inner = Arc::new(Inner {
+            disk,
+            disk_hits: Default::default(),
             engine,
             linker,
             config,
@@ -155,8 +172,9 @@ impl Runtime {
         Policy::new(self.clone(), digest, bytes.len(), component)
     }
 
-    /// Compiles a component, caching the result by digest. Concurrent
-    /// requests for the same digest compile it once: the others wait.
+    /// Compiles a component, caching the result by digest in memory (and on
+    /// disk when configured). Concurrent requests for the same digest
+    /// compile it once: the others wait.
     pub fn compile(&self, digest: Digest, bytes: &[u8]) -> Result<Component, RuntimeError> {
         if let Some(c) = self.cached(&digest) {
             return Ok(c);
@@ -174,9 +192,22 @@ impl Runtime {
             return Ok(c);
         }
         check_header(bytes)?;
-        self.inner.compilations.fetch_add(1, Ordering::Relaxed);
-        let component = Component::new(&self.inner.engine, bytes)
-            .map_err(|e| RuntimeError::Compile(format!("{e:#}")))?;
+        let disk = self.inner.disk.as_ref();
+        let component = match disk.and_then(|d| d.load(&self.inner.engine, &digest)) {
+            Some(component) => {
+                self.inner.disk_hits.fetch_add(1, Ordering::Relaxed);
+                component
+            }
+            None => {
+                self.inner.compilations.fetch_add(1, Ordering::Relaxed);
+                let component = Component::new(&self.inner.engine, bytes)
+                    .map_err(|e| RuntimeError::Compile(format!("{e:#}")))?;
+                if let Some(disk) = disk {
+                    disk.store(&digest, &component);
+                }
+                component
+            }
+        };
         self.inner
             .compiled
             .lock()
@@ -190,7 +221,12 @@ impl Runtime {
         self.inner.compilations.load(Ordering::Relaxed)
     }
 
-    /// The compiled component for `digest`, if it is cached.
+    /// How many components this runtime loaded from its disk cache.
+    pub fn disk_hits(&self) -> u64 {
+        self.inner.disk_hits.load(Ordering::Relaxed)
+    }
+
+    /// The compiled component for `digest`, if it is cached in memory.
     pub fn cached(&self, digest: &Digest) -> Option<Component> {
         self.inner
             .compiled

@@ -2,6 +2,7 @@
 //! real compiled components (the bundled policies and the test guests).
 
 mod bundled_policies;
+mod compile_cache;
 mod guests;
 mod hpa_agreement;
 mod languages;
