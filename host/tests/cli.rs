@@ -440,3 +440,61 @@ fn check_accepts_policies_built_in_other_languages() {
         );
     }
 }
+
+#[test]
+fn export_compresses_a_component_file_into_a_configmap_or_says_it_cannot_fit() {
+    let raw = scratch("forecast-raw.wasm", b"");
+    let out = bin(&["export", "forecast", "-o", raw.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&raw).unwrap(), bundled::FORECAST);
+
+    let map = scratch("forecast-zst.yaml", b"");
+    let out = bin(&[
+        "export",
+        raw.to_str().unwrap(),
+        "--configmap",
+        "forecast",
+        "--key",
+        "decider.wasm.zst",
+        "-o",
+        map.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cm: serde_json::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&map).unwrap()).unwrap();
+    let stored = cm["binaryData"]["decider.wasm.zst"].as_str().unwrap();
+    // base64 of a zstd frame (magic 28 b5 2f fd), smaller than the component.
+    assert!(stored.starts_with("KLUv/"), "{}", &stored[..16]);
+    assert!(stored.len() * 3 / 4 < bundled::FORECAST.len());
+
+    // 3 MB that do not compress: no ConfigMap is written, and the error says why and what to do.
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let noise: Vec<u8> = (0..3_000_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 56) as u8
+        })
+        .collect();
+    let big = scratch("big.wasm", &noise);
+    let refused = scratch("big.yaml", b"untouched");
+    let out = bin(&[
+        "export",
+        big.to_str().unwrap(),
+        "--configmap",
+        "big",
+        "--key",
+        "policy.wasm.zst",
+        "-o",
+        refused.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("more than a ConfigMap holds (1 MiB) even compressed"),
+        "{err}"
+    );
+    assert!(err.contains("mount it as a file"), "{err}");
+    assert_eq!(std::fs::read(&refused).unwrap(), b"untouched");
+}

@@ -74,6 +74,9 @@ pub async fn read(
     Err(fail("no source set".into()))
 }
 
+/// Most bytes a ConfigMap may hold (the API server's limit).
+pub const CONFIGMAP_MAX_BYTES: usize = 1 << 20;
+
 /// Most bytes a compressed ConfigMap value may expand to.
 pub const MAX_COMPONENT_BYTES: usize = 64 << 20;
 
