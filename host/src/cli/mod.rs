@@ -8,6 +8,7 @@ mod export;
 mod metrics;
 mod operator;
 mod simulate;
+mod wit;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -46,6 +47,8 @@ enum Command {
     Run(operator::RunArgs),
     /// Print the WasmAutoscaler CustomResourceDefinition (YAML).
     Crd,
+    /// Print the WIT contract policies implement (worlds `predictor` and `decider`).
+    Wit,
     /// Write a bundled policy component to a file, e.g. to put it in a ConfigMap.
     Export(export::ExportArgs),
     /// Fetch each metric of a WasmAutoscaler manifest once and show its value and health
@@ -101,6 +104,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(args) => bench::run(args, &cli.sandbox),
         Command::Run(args) => operator::run(args, &cli.sandbox),
         Command::Crd => crd::run(),
+        Command::Wit => {
+            wit::run();
+            Ok(())
+        }
         Command::Export(args) => export::run(args),
         Command::Metrics(args) => {
             if metrics::run(args)? {
