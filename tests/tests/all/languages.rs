@@ -1,4 +1,4 @@
-//! The `ewma-trend` predictor written in Python, JavaScript and C (built by
+//! The `ewma-trend` predictor written in Python, JavaScript, C and Zig (built by
 //! `scripts/build-policies`) gives the Rust reference's answers: the same
 //! accepted and refused configurations, the same number of points, and
 //! forecasts within [`TOLERANCE`].
@@ -23,11 +23,11 @@ use wasm_autoscaler::sim::Trace;
 /// they agree exactly; this leaves room for a libm that rounds differently).
 const TOLERANCE: f64 = 1e-9;
 
-const LANGUAGES: [&str; 3] = ["python", "js", "c"];
+const LANGUAGES: [&str; 4] = ["python", "js", "c", "zig"];
 
 /// The built component of each language, or `None` (after saying why) when
 /// they were not built and not required.
-fn built() -> Option<Vec<(&'static str, Vec<u8>)>> {
+pub(crate) fn built() -> Option<Vec<(&'static str, Vec<u8>)>> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
