@@ -936,3 +936,90 @@ async fn a_changed_policy_is_swapped_in_at_once_not_at_the_next_tick() {
     })
     .await;
 }
+
+/// A 18 MB Python predictor is too large for a ConfigMap even compressed;
+/// mounted as a file with a sha256 pin it serves, a swapped-in file that
+/// does not match the pin is refused while the pinned one keeps serving,
+/// and moving the pin brings the new file in without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_python_predictor_mounted_as_a_file_serves_under_its_pin() {
+    let Some(built) = crate::languages::built() else {
+        return;
+    };
+    let component = |lang: &str| built.iter().find(|(l, _)| *l == lang).unwrap().1.clone();
+    let (python, js) = (component("python"), component("js"));
+    let server = ApiServer::start().await;
+    let exporter = Exporter::start(40.0).await;
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("mounted-large-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("..v1")).unwrap();
+    std::fs::write(dir.join("..v1/predictor.wasm"), &python).unwrap();
+    std::os::unix::fs::symlink("..v1", dir.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/predictor.wasm", dir.join("predictor.wasm")).unwrap();
+    let path = dir.join("predictor.wasm").display().to_string();
+    let pin = |bytes: &[u8]| wasm_autoscaler::runtime::Digest::of(bytes).hex();
+    server.create(deployment("web", 1));
+    server.create(autoscaler(
+        "web",
+        "web",
+        exporter.port,
+        json!({"predictor": {"file": path, "sha256": pin(&python), "config": {"alpha": 0.5}}}),
+    ));
+    let _op = start_operator(&server, "solo", false);
+    let predictor = |server: &ApiServer| -> Option<String> {
+        status(server, "web")["policies"]
+            .as_array()?
+            .iter()
+            .find(|p| p["role"] == "predictor")?["digest"]
+            .as_str()
+            .map(str::to_string)
+    };
+    // Compiling 18 MB takes seconds (tens of seconds on a loaded debug build).
+    let slow = Duration::from_secs(120);
+    eventually("the Python predictor loaded", slow, || {
+        (predictor(&server) == Some(digest_of(&python))).then_some(())
+    })
+    .await;
+    eventually("scaled up with the Python forecast", WAIT, || {
+        (replicas(&server, "web") == 4).then_some(())
+    })
+    .await;
+
+    // The kubelet swaps in a file the pin does not allow.
+    std::fs::create_dir_all(dir.join("..v2")).unwrap();
+    std::fs::write(dir.join("..v2/predictor.wasm"), &js).unwrap();
+    std::os::unix::fs::symlink("..v2", dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    let (_, _, message) = eventually("PolicyLoaded=False", WAIT, || {
+        condition(&server, "web", "PolicyLoaded").filter(|c| c.0 == "False")
+    })
+    .await;
+    assert!(
+        message.contains("does not match the pinned sha256"),
+        "{message}"
+    );
+    exporter.set(60.0);
+    eventually("still scaling with the pinned Python version", WAIT, || {
+        (replicas(&server, "web") == 6).then_some(())
+    })
+    .await;
+    assert_eq!(predictor(&server), Some(digest_of(&python)));
+
+    // Moving the pin is a spec change: the JavaScript file is loaded.
+    server.patch(
+        "WasmAutoscaler",
+        NS,
+        "web",
+        json!({"spec": {"predictor": {"file": dir.join("predictor.wasm").display().to_string(),
+            "sha256": pin(&js), "config": {"alpha": 0.5}}}}),
+    );
+    eventually("the JavaScript predictor loaded", slow, || {
+        (predictor(&server) == Some(digest_of(&js))).then_some(())
+    })
+    .await;
+    eventually("PolicyLoaded=True again", WAIT, || {
+        condition(&server, "web", "PolicyLoaded").filter(|c| c.0 == "True")
+    })
+    .await;
+}
