@@ -190,6 +190,11 @@ impl Instance {
         &self.policy
     }
 
+    /// Linear memory the instance holds now, all its memories together.
+    pub fn memory_bytes(&self) -> usize {
+        self.store.data().memory_bytes
+    }
+
     /// Calls the predictor's `forecast`.
     pub fn forecast(
         &mut self,

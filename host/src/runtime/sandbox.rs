@@ -132,6 +132,8 @@ pub struct Sandbox {
     limits: Limits,
     /// Set when the guest asked for more memory than the cap allows.
     pub memory_cap_hit: bool,
+    /// Linear memory the instance holds, all its memories together.
+    pub memory_bytes: usize,
     /// Guest output of the current call.
     pub captured: Arc<Mutex<Captured>>,
 }
@@ -162,6 +164,7 @@ impl Sandbox {
             table: ResourceTable::new(),
             limits,
             memory_cap_hit: false,
+            memory_bytes: 0,
             captured,
         }
     }
@@ -189,7 +192,7 @@ impl log::Host for Sandbox {
 impl ResourceLimiter for Sandbox {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -197,6 +200,8 @@ impl ResourceLimiter for Sandbox {
             self.memory_cap_hit = true;
             return Ok(false);
         }
+        // Creation reports current = 0, so this sums every memory's size.
+        self.memory_bytes += desired.saturating_sub(current);
         Ok(true)
     }
 
