@@ -409,7 +409,7 @@ fn check_accepts_policies_built_in_other_languages() {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    for lang in ["python", "js", "c"] {
+    for lang in ["python", "js", "c", "zig"] {
         let path = target.join(format!("policies/ewma-trend-{lang}.wasm"));
         if !path.exists() {
             assert_ne!(
@@ -497,4 +497,13 @@ fn export_compresses_a_component_file_into_a_configmap_or_says_it_cannot_fit() {
     );
     assert!(err.contains("mount it as a file"), "{err}");
     assert_eq!(std::fs::read(&refused).unwrap(), b"untouched");
+}
+
+#[test]
+fn wit_prints_the_contract_policies_are_built_against() {
+    let out = bin(&["wit"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let checked_in =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit/policy.wit")).unwrap();
+    assert_eq!(stdout(&out), checked_in);
 }
