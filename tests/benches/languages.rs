@@ -1,6 +1,6 @@
 //! The cost of the same policy (`ewma-trend`) written in Rust, Python,
 //! JavaScript and C, measured side by side: component size, wasmtime
-//! compile time and the peak memory it takes, a cold load (compile,
+//! compile time and the peak memory it adds (measured in a child process), a cold load (compile,
 //! instantiate, first call), a load from the on-disk compile cache (what a
 //! restarted operator pays), an instance's linear memory, and the median
 //! cost of one forecast on a reused instance.
@@ -39,13 +39,31 @@ fn status_kib(field: &str) -> Option<u64> {
     Some(kib << 10)
 }
 
-/// Peak resident memory added while `f` runs, when the kernel lets the
-/// peak be reset; `None` otherwise.
-fn peak_rss_added(f: impl FnOnce()) -> Option<u64> {
-    std::fs::write("/proc/self/clear_refs", "5").ok()?;
-    let before = status_kib("VmRSS:")?;
-    f();
-    Some(status_kib("VmHWM:")?.saturating_sub(before))
+/// Flag that makes this binary compile one file and print the peak
+/// resident memory the compile added: measured in a fresh process, so
+/// memory an earlier compile left to the allocator does not hide it.
+const CHILD_FLAG: &str = "--compile-peak-of";
+
+fn child_compile_peak(path: &str) {
+    let bytes = std::fs::read(path).unwrap();
+    let rt = runtime(None);
+    let before = status_kib("VmRSS:").unwrap();
+    rt.load(&bytes).unwrap();
+    println!("{}", status_kib("VmHWM:").unwrap().saturating_sub(before));
+}
+
+/// Peak resident memory added by compiling `bytes`, from a child process.
+fn compile_peak(bytes: &[u8]) -> Option<u64> {
+    let path =
+        std::env::temp_dir().join(format!("wasm-autoscaler-peak-{}.wasm", std::process::id()));
+    std::fs::write(&path, bytes).ok()?;
+    let out = std::process::Command::new(std::env::current_exe().ok()?)
+        .arg(CHILD_FLAG)
+        .arg(&path)
+        .output()
+        .ok()?;
+    let _ = std::fs::remove_file(&path);
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }
 
 fn ms(d: Duration) -> String {
@@ -69,21 +87,15 @@ struct Row {
 
 fn measure(lang: &'static str, bytes: &[u8]) -> Row {
     let request = synthetic::forecast_request(240, "");
-    let mut compiles = Vec::new();
-    let mut compile_rss = None;
-    for i in 0..COMPILES {
-        let rt = runtime(None);
-        let mut took = Duration::ZERO;
-        let rss = peak_rss_added(|| {
+    let compiles: Vec<Duration> = (0..COMPILES)
+        .map(|_| {
+            let rt = runtime(None);
             let start = Instant::now();
             rt.load(bytes).unwrap();
-            took = start.elapsed();
-        });
-        if i == 0 {
-            compile_rss = rss;
-        }
-        compiles.push(took);
-    }
+            start.elapsed()
+        })
+        .collect();
+    let compile_rss = compile_peak(bytes);
     let first_call = |rt: &Runtime| {
         let start = Instant::now();
         let mut instance = rt.load(bytes).unwrap().instantiate().unwrap();
@@ -122,6 +134,10 @@ fn measure(lang: &'static str, bytes: &[u8]) -> Row {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == CHILD_FLAG) {
+        return child_compile_peak(&args[i + 1]);
+    }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
