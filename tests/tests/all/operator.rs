@@ -873,6 +873,31 @@ async fn policies_swapped_under_load_miss_no_tick_and_never_serve_a_broken_one()
     );
 }
 
+/// A folder laid out as the kubelet mounts a ConfigMap volume: `key` is a
+/// symlink through `..data`, which points at a versioned folder; returns the
+/// path of `key`.
+fn mounted_volume(name: &str, key: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("..v1")).unwrap();
+    std::fs::write(dir.join("..v1").join(key), bytes).unwrap();
+    std::os::unix::fs::symlink("..v1", dir.join("..data")).unwrap();
+    std::os::unix::fs::symlink(format!("..data/{key}"), dir.join(key)).unwrap();
+    dir.join(key)
+}
+
+/// Updates a [`mounted_volume`] as the kubelet does: the new version in a
+/// new folder, then `..data` swapped to it atomically by a rename.
+fn update_mounted(file: &std::path::Path, version: &str, bytes: &[u8]) {
+    let dir = file.parent().unwrap();
+    let key = file.file_name().unwrap();
+    std::fs::create_dir_all(dir.join(version)).unwrap();
+    std::fs::write(dir.join(version).join(key), bytes).unwrap();
+    std::os::unix::fs::symlink(version, dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_policy_is_swapped_in_at_once_not_at_the_next_tick() {
     let server = ApiServer::start().await;
@@ -884,17 +909,10 @@ async fn a_changed_policy_is_swapped_in_at_once_not_at_the_next_tick() {
     let slow = json!({"interval": "60s",
         "decider": {"configMapRef": {"name": "policies", "key": "decider.wasm"}, "config": sizing(10.0)}});
     server.create(autoscaler("cm", "cm", exporter.port, slow));
-    // File source laid out as the kubelet mounts a ConfigMap: the file is a
-    // symlink through `..data`, which an update swaps atomically.
-    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("mounted-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("..v1")).unwrap();
-    std::fs::write(dir.join("..v1/decider.wasm"), &v1).unwrap();
-    std::os::unix::fs::symlink("..v1", dir.join("..data")).unwrap();
-    std::os::unix::fs::symlink("..data/decider.wasm", dir.join("decider.wasm")).unwrap();
+    // File source laid out as the kubelet mounts a ConfigMap.
+    let file = mounted_volume("mounted", "decider.wasm", &v1);
     server.create(deployment("file", 1));
-    let path = dir.join("decider.wasm").display().to_string();
+    let path = file.display().to_string();
     server.create(autoscaler(
         "file",
         "file",
@@ -927,10 +945,7 @@ async fn a_changed_policy_is_swapped_in_at_once_not_at_the_next_tick() {
         "swapped well before the 60 s tick"
     );
 
-    std::fs::create_dir_all(dir.join("..v2")).unwrap();
-    std::fs::write(dir.join("..v2/decider.wasm"), &v2).unwrap();
-    std::os::unix::fs::symlink("..v2", dir.join("..data_tmp")).unwrap();
-    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    update_mounted(&file, "..v2", &v2);
     eventually("the new file version", Duration::from_secs(10), || {
         (decider_digest(&server, "file") == Some(digest_of(&v2))).then_some(())
     })
@@ -950,14 +965,8 @@ async fn a_large_python_predictor_mounted_as_a_file_serves_under_its_pin() {
     let (python, js) = (component("python"), component("js"));
     let server = ApiServer::start().await;
     let exporter = Exporter::start(40.0).await;
-    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("mounted-large-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("..v1")).unwrap();
-    std::fs::write(dir.join("..v1/predictor.wasm"), &python).unwrap();
-    std::os::unix::fs::symlink("..v1", dir.join("..data")).unwrap();
-    std::os::unix::fs::symlink("..data/predictor.wasm", dir.join("predictor.wasm")).unwrap();
-    let path = dir.join("predictor.wasm").display().to_string();
+    let file = mounted_volume("mounted-large", "predictor.wasm", &python);
+    let path = file.display().to_string();
     let pin = |bytes: &[u8]| wasm_autoscaler::runtime::Digest::of(bytes).hex();
     server.create(deployment("web", 1));
     server.create(autoscaler(
@@ -987,10 +996,7 @@ async fn a_large_python_predictor_mounted_as_a_file_serves_under_its_pin() {
     .await;
 
     // The kubelet swaps in a file the pin does not allow.
-    std::fs::create_dir_all(dir.join("..v2")).unwrap();
-    std::fs::write(dir.join("..v2/predictor.wasm"), &js).unwrap();
-    std::os::unix::fs::symlink("..v2", dir.join("..data_tmp")).unwrap();
-    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    update_mounted(&file, "..v2", &js);
     let (_, _, message) = eventually("PolicyLoaded=False", WAIT, || {
         condition(&server, "web", "PolicyLoaded").filter(|c| c.0 == "False")
     })
@@ -1011,8 +1017,7 @@ async fn a_large_python_predictor_mounted_as_a_file_serves_under_its_pin() {
         "WasmAutoscaler",
         NS,
         "web",
-        json!({"spec": {"predictor": {"file": dir.join("predictor.wasm").display().to_string(),
-            "sha256": pin(&js), "config": {"alpha": 0.5}}}}),
+        json!({"spec": {"predictor": {"file": path, "sha256": pin(&js), "config": {"alpha": 0.5}}}}),
     );
     eventually("the JavaScript predictor loaded", slow, || {
         (predictor(&server) == Some(digest_of(&js))).then_some(())
