@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use wasm_autoscaler::bundled;
 use wasm_autoscaler::runtime::{synthetic, Runtime, RuntimeConfig};
+use wasm_autoscaler_tests::fixtures::{built_policy, POLICY_LANGUAGES};
 
 const COMPILES: usize = 3;
 const DECISIONS: usize = 400;
@@ -138,18 +139,11 @@ fn main() {
     if let Some(i) = args.iter().position(|a| a == CHILD_FLAG) {
         return child_compile_peak(&args[i + 1]);
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
     let mut components: Vec<(&'static str, Vec<u8>)> = vec![("rust", bundled::EWMA_TREND.to_vec())];
-    for lang in ["python", "js", "c", "zig"] {
-        let path = target.join(format!("policies/ewma-trend-{lang}.wasm"));
-        match std::fs::read(&path) {
+    for lang in POLICY_LANGUAGES {
+        match built_policy(lang) {
             Ok(bytes) => components.push((lang, bytes)),
-            Err(e) => println!(
-                "SKIPPED {lang}: {}: {e} (run scripts/build-policies)",
-                path.display()
-            ),
+            Err(why) => println!("SKIPPED {lang}: {why}"),
         }
     }
     let rows: Vec<Row> = components.iter().map(|(l, b)| measure(l, b)).collect();

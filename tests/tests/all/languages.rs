@@ -7,7 +7,6 @@
 //! the tests say so and skip, unless `WASM_AUTOSCALER_REQUIRE_LANGUAGES=1`
 //! (set by `scripts/test`, which builds them first) makes that a failure.
 
-use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -17,28 +16,21 @@ use wasm_autoscaler::runtime::bindings::{
 };
 use wasm_autoscaler::runtime::{Instance, Runtime, RuntimeConfig, World};
 use wasm_autoscaler::sim::Trace;
+use wasm_autoscaler_tests::fixtures::{built_policy, POLICY_LANGUAGES};
 
 /// Largest relative difference allowed between two forecast values (the
 /// implementations do the same operations in the same order, so in practice
 /// they agree exactly; this leaves room for a libm that rounds differently).
 const TOLERANCE: f64 = 1e-9;
 
-const LANGUAGES: [&str; 4] = ["python", "js", "c", "zig"];
-
 /// The built component of each language, or `None` (after saying why) when
 /// they were not built and not required.
 pub(crate) fn built() -> Option<Vec<(&'static str, Vec<u8>)>> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let dir = target.join("policies");
     let mut found = Vec::new();
-    for lang in LANGUAGES {
-        let path = dir.join(format!("ewma-trend-{lang}.wasm"));
-        match std::fs::read(&path) {
+    for lang in POLICY_LANGUAGES {
+        match built_policy(lang) {
             Ok(bytes) => found.push((lang, bytes)),
-            Err(e) => {
-                let why = format!("{}: {e}; run scripts/build-policies", path.display());
+            Err(why) => {
                 if std::env::var("WASM_AUTOSCALER_REQUIRE_LANGUAGES").as_deref() == Ok("1") {
                     panic!("other-language policies are required: {why}");
                 }
