@@ -10,7 +10,7 @@ use crate::runtime::bindings::{
     DecideRequest, ForecastRequest, MetricForecast, MetricValue, TargetState,
 };
 use crate::runtime::{Policy, Session};
-use crate::safety::{Behavior, Limit, Proposal, SafetyLayer, Verdict};
+use crate::safety::{Behavior, Proposal, SafetyLayer, Verdict};
 
 /// Most bytes of opaque policy state kept between calls.
 pub const MAX_STATE_BYTES: usize = 64 << 10;
@@ -198,15 +198,6 @@ impl Pipeline {
         let verdict = self
             .safety
             .evaluate(obs.now_ms, obs.current_replicas, &proposal);
-        if let Proposal::Desired(d) = proposal {
-            if verdict.limits.contains(&Limit::HeldOnFailure) {
-                tracing::warn!(
-                    desired = d,
-                    limit = self.safety.absurd_limit(),
-                    "decision rejected as absurd"
-                );
-            }
-        }
         TickReport {
             now_ms: obs.now_ms,
             current_replicas: obs.current_replicas,
@@ -316,6 +307,24 @@ impl Pipeline {
             .decider
             .with(|i| i.decide(&request))
             .map_err(|e| (e.to_string(), e.kind()))?;
+        // An absurd answer is a broken policy (an overflow, a unit mistake),
+        // so it fails the decision like a trap would, state and all.
+        let limit = self.safety.absurd_limit();
+        if decision.desired_replicas > limit {
+            tracing::warn!(
+                desired = decision.desired_replicas,
+                limit,
+                "decision rejected as absurd"
+            );
+            return Err((
+                format!(
+                    "the decider answered {} replicas, above the absurd limit of {limit}, and was refused ({})",
+                    decision.desired_replicas,
+                    truncate(decision.reason, MAX_REASON_BYTES / 2)
+                ),
+                "absurd",
+            ));
+        }
         self.decider_state = keep_state(decision.state, "decider");
         Ok((
             decision.desired_replicas,

@@ -134,7 +134,12 @@ fn policy_state_round_trips_between_ticks() {
 fn absurd_output_holds_instead_of_scaling_to_max() {
     let mut p = target("absurd", Behavior::unrestricted());
     let r = p.evaluate(&observe(0, 5));
-    assert_eq!(r.proposal, Proposal::Desired(u32::MAX));
+    assert!(
+        matches!(&r.proposal, Proposal::Failed(m) if m.contains("4294967295") && m.contains("absurd")),
+        "{:?}",
+        r.proposal
+    );
+    assert_eq!(r.failures, [("decider", "absurd")]);
     assert_eq!(r.verdict.replicas, 5);
     assert_eq!(r.verdict.limits, [Limit::HeldOnFailure]);
 }

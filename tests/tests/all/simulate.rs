@@ -62,22 +62,26 @@ fn the_replay_measures_what_happened() {
 
 #[test]
 fn a_policy_that_always_fails_holds_the_target() {
-    let trace = one_day();
-    let rt = Runtime::new(RuntimeConfig::default()).unwrap();
-    let broken = Setup {
-        name: "broken".into(),
-        predictor: None,
-        decider: PolicySpec {
-            policy: misbehave_policy(&rt),
-            config: mode("trap"),
-        },
-        behavior: Behavior::default(),
-        metric_names: sim::setup::plain_metric_names(),
-        warmup_seconds: None,
-    };
-    let result = sim::run(&trace, &params(), &broken);
-    let ticks = 86_400 / 15;
-    assert_eq!(result.summary.failed_decisions, ticks);
-    assert_eq!(result.summary.scale_actions, 0);
-    assert_eq!(result.summary.peak_replicas, 12);
+    // A trap, and an answer of 4294967295 replicas the safety layer refuses
+    // as absurd: both are failed decisions in the report.
+    for failure in ["trap", "absurd"] {
+        let trace = one_day();
+        let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+        let broken = Setup {
+            name: "broken".into(),
+            predictor: None,
+            decider: PolicySpec {
+                policy: misbehave_policy(&rt),
+                config: mode(failure),
+            },
+            behavior: Behavior::default(),
+            metric_names: sim::setup::plain_metric_names(),
+            warmup_seconds: None,
+        };
+        let result = sim::run(&trace, &params(), &broken);
+        let ticks = 86_400 / 15;
+        assert_eq!(result.summary.failed_decisions, ticks, "{failure}");
+        assert_eq!(result.summary.scale_actions, 0, "{failure}");
+        assert_eq!(result.summary.peak_replicas, 12, "{failure}");
+    }
 }
