@@ -5,6 +5,8 @@
 
 use std::time::{Duration, Instant};
 
+use wasm_autoscaler::boundary::credentials::Auth;
+use wasm_autoscaler::boundary::egress::EgressPolicy;
 use wasm_autoscaler::metrics::{parse_exposition, Endpoint, Fetcher, ScrapeState};
 use wasm_autoscaler::operator::crd::{Aggregation, MetricSpec, ScrapeMetric};
 
@@ -78,16 +80,21 @@ fn main() {
         }),
         stale_after: None,
     };
-    let fetcher = Fetcher::new(Duration::from_secs(5));
+    let fetcher = Fetcher::new(Duration::from_secs(5), EgressPolicy::unrestricted());
     let mut state = ScrapeState::default();
     let mut ticks = Vec::new();
     rt.block_on(async {
         // The first tick only records counters.
-        let _ = fetcher.fetch(&spec, &endpoints, &mut state).await;
+        let _ = fetcher
+            .fetch(&spec, &Auth::default(), &endpoints, &mut state)
+            .await;
         for _ in 0..TICKS {
             tokio::time::sleep(Duration::from_millis(20)).await;
             let started = Instant::now();
-            fetcher.fetch(&spec, &endpoints, &mut state).await.unwrap();
+            fetcher
+                .fetch(&spec, &Auth::default(), &endpoints, &mut state)
+                .await
+                .unwrap();
             ticks.push(started.elapsed());
         }
     });

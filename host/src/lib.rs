@@ -6,10 +6,12 @@
 //! bound what is applied. The offline replay ([`sim`]) runs that same
 //! pipeline against a simulated target.
 
-// One audited exception: loading compiled components from the disk cache
-// (`runtime::disk_cache`).
+// Two audited exceptions, both loading compiled components wasmtime made:
+// from the disk cache (`runtime::disk_cache`) and from a compile worker
+// (`runtime::deserialize_artifact`).
 #![deny(unsafe_code)]
 
+pub mod boundary;
 pub mod bundled;
 pub mod cli;
 pub mod metrics;

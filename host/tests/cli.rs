@@ -320,22 +320,7 @@ spec:
 
 /// Serves `body` as `/metrics` on a loopback port, to any number of requests.
 fn exporter(body: &'static str) -> u16 {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut buf = [0u8; 4096];
-            let _ = stream.read(&mut buf);
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    port
+    wasm_autoscaler_tests::fixtures::serve_text("127.0.0.1", move || body.to_string())
 }
 
 #[test]
@@ -401,29 +386,39 @@ spec:
     assert!(text.contains("unavailable"), "{text}");
 }
 
+/// The `ewma-trend` component `scripts/build-policies` wrote for `lang`;
+/// `None`, said on stderr, when it was not built, unless
+/// `WASM_AUTOSCALER_REQUIRE_LANGUAGES=1` (set by `scripts/test`) makes that a failure.
+fn built_policy(lang: &str, what: &str) -> Option<PathBuf> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let path = target.join(format!("policies/ewma-trend-{lang}.wasm"));
+    if path.exists() {
+        return Some(path);
+    }
+    assert_ne!(
+        std::env::var("WASM_AUTOSCALER_REQUIRE_LANGUAGES").as_deref(),
+        Ok("1"),
+        "{} is missing",
+        path.display()
+    );
+    eprintln!(
+        "SKIPPED {what} with {}: not built (run scripts/build-policies)",
+        path.display()
+    );
+    None
+}
+
 /// The policies `scripts/build-policies` writes, checked as an author would
 /// check theirs. Skipped (and said so) when they were not built, unless
 /// `WASM_AUTOSCALER_REQUIRE_LANGUAGES=1` (set by `scripts/test`).
 #[test]
 fn check_accepts_policies_built_in_other_languages() {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
     for lang in ["python", "js", "c", "zig"] {
-        let path = target.join(format!("policies/ewma-trend-{lang}.wasm"));
-        if !path.exists() {
-            assert_ne!(
-                std::env::var("WASM_AUTOSCALER_REQUIRE_LANGUAGES").as_deref(),
-                Ok("1"),
-                "{} is missing",
-                path.display()
-            );
-            eprintln!(
-                "SKIPPED check of {}: not built (run scripts/build-policies)",
-                path.display()
-            );
+        let Some(path) = built_policy(lang, "check") else {
             continue;
-        }
+        };
         let out = bin(&[
             "check",
             path.to_str().unwrap(),
@@ -506,4 +501,219 @@ fn wit_prints_the_contract_policies_are_built_against() {
     let checked_in =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit/policy.wit")).unwrap();
     assert_eq!(stdout(&out), checked_in);
+}
+
+#[test]
+fn check_measures_the_code_and_refuses_a_component_over_the_compile_budget() {
+    use wasm_autoscaler_tests::fixtures::compile_bomb;
+    let forecast = scratch("budget-forecast.wasm", bundled::FORECAST);
+    let out = bin(&[
+        "check",
+        forecast.to_str().unwrap(),
+        "--config",
+        r#"{"capacityPerPod": 5}"#,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("code: "), "{}", stdout(&out));
+
+    // Within every size limit, yet over a minute of compiling: the CPU budget stops it.
+    let bomb = scratch("bomb.wasm", &compile_bomb(17_000, 1));
+    let started = std::time::Instant::now();
+    let out = bin(&["check", bomb.to_str().unwrap(), "--compile-cpu", "3s"]);
+    let took = started.elapsed();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("over the compile budget") && err.contains("3 s CPU budget"),
+        "{err}"
+    );
+    println!("compile bomb refused by `check --compile-cpu 3s` after {took:.1?}");
+
+    // One function past the size limit is refused before anything compiles.
+    let long = scratch("long-function.wasm", &compile_bomb(80_000, 2));
+    let out = bin(&["check", long.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(err.contains("largest function"), "{err}");
+    let out = bin(&[
+        "check",
+        long.to_str().unwrap(),
+        "--compile-max-function-kib",
+        "16",
+    ]);
+    assert!(
+        stderr(&out).contains("above the limit of 16384"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn the_memory_budget_holds_the_compile_of_a_large_policy() {
+    let Some(python) = built_policy("python", "the memory budget") else {
+        return;
+    };
+    // Compiling it maps about 450 MiB: refused under 300, accepted under the default 1024.
+    let out = bin(&[
+        "check",
+        python.to_str().unwrap(),
+        "--compile-memory-mib",
+        "300",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("300 MiB memory budget"),
+        "{}",
+        stderr(&out)
+    );
+    let out = bin(&[
+        "check",
+        python.to_str().unwrap(),
+        "--config",
+        r#"{"alpha": 0.4}"#,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn simulate_reads_file_policies_as_the_operator_does() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-files");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("decider.wasm"), bundled::FORECAST).unwrap();
+    let manifest = |file: &str| {
+        let path = dir.join("autoscaler.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                r#"apiVersion: wasmautoscaler.dev/v1alpha1
+kind: WasmAutoscaler
+metadata: {{name: files}}
+spec:
+  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: web}}
+  maxReplicas: 20
+  metrics: [{{name: rps, scrape: {{port: 80, metric: rps}}}}]
+  decider: {{file: "{file}", config: {{metric: rps, capacityPerPod: 10}}}}
+"#
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let trace = short_trace();
+    let run = |file: &str, extra: &[&str]| {
+        let path = manifest(file);
+        let mut args = vec!["simulate", "--trace", trace.to_str().unwrap(), "--file"];
+        args.push(path.to_str().unwrap());
+        args.extend_from_slice(extra);
+        let started = std::time::Instant::now();
+        let out = bin(&args);
+        (out, started.elapsed())
+    };
+    let (out, _) = run("decider.wasm", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (out, took) = run("/dev/zero", &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("is outside the folders"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+    let (out, _) = run("/dev/zero", &["--allow-file-root", "/dev"]);
+    assert!(
+        stderr(&out).contains("is a device, not a regular file"),
+        "{}",
+        stderr(&out)
+    );
+    let (out, _) = run("../cli/forecast.wasm", &[]);
+    assert!(
+        stderr(&out).contains("is outside the folders"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn metrics_takes_a_token_from_a_secret_manifest() {
+    use std::io::{Read, Write};
+    // A Prometheus API peer that answers only the right token.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 8192];
+            let n = stream.read(&mut buf).unwrap_or(0);
+            let request = String::from_utf8_lossy(&buf[..n]).to_lowercase();
+            let (status, body) = if request.contains("authorization: bearer s3cret") {
+                (
+                    "200 OK",
+                    r#"{"status":"success","data":{"resultType":"scalar","result":[1,"5"]}}"#,
+                )
+            } else {
+                ("401 Unauthorized", "who are you")
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let manifest = scratch(
+        "secret-metrics.yaml",
+        format!(
+            r#"apiVersion: wasmautoscaler.dev/v1alpha1
+kind: WasmAutoscaler
+metadata: {{name: worker}}
+spec:
+  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: worker}}
+  maxReplicas: 5
+  metrics:
+    - name: rps
+      prometheus:
+        address: "http://127.0.0.1:{port}"
+        query: up
+        bearerTokenSecret: {{name: reader, key: token}}
+  decider: {{bundled: forecast, config: {{metric: rps, capacityPerPod: 10}}}}
+"#
+        )
+        .as_bytes(),
+    );
+    let out = bin(&["metrics", "-f", manifest.to_str().unwrap(), "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report[0]["kind"], "secret_not_found", "{report}");
+    let secret = scratch(
+        "reader-secret.yaml",
+        b"apiVersion: v1\nkind: Secret\nmetadata: {name: reader}\nstringData: {token: s3cret}\n",
+    );
+    let out = bin(&[
+        "metrics",
+        "-f",
+        manifest.to_str().unwrap(),
+        "-f",
+        secret.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report[0]["value"], 5.0, "{report}");
+    // A manifest still naming a token file is refused with the way forward.
+    let old = scratch(
+        "old-metrics.yaml",
+        std::fs::read_to_string(&manifest)
+            .unwrap()
+            .replace(
+                "bearerTokenSecret: {name: reader, key: token}",
+                "bearerTokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token",
+            )
+            .as_bytes(),
+    );
+    let out = bin(&["metrics", "-f", old.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("use bearerTokenSecret"),
+        "{}",
+        stderr(&out)
+    );
 }

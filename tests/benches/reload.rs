@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use wasm_autoscaler::boundary::egress::EgressPolicy;
+use wasm_autoscaler::boundary::files::FileRoots;
 use wasm_autoscaler::bundled;
 use wasm_autoscaler::operator::{self, telemetry::Metrics, Settings};
 use wasm_autoscaler::runtime::{Digest, Runtime, RuntimeConfig};
@@ -104,12 +106,10 @@ fn main() {
         server.create(deployment("file"));
         server.create(autoscaler("file", port, json!({"file": file.display().to_string(), "config": config})));
         let runtime = Arc::new(Runtime::new(RuntimeConfig::default()).unwrap());
-        let settings = Settings {
-            namespace: None,
-            lease: None,
-            identity: "bench".into(),
-            metric_timeout: Duration::from_millis(200),
-        };
+        let mut settings = Settings::new("bench");
+        settings.metric_timeout = Duration::from_millis(200);
+        settings.egress = EgressPolicy::unrestricted();
+        settings.file_roots = FileRoots::new([file.parent().unwrap().to_path_buf()]).unwrap();
         let op = tokio::spawn(operator::run(
             server.client(),
             Arc::clone(&runtime),

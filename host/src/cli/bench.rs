@@ -7,7 +7,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::SandboxArgs;
-use crate::runtime::{synthetic, Instance, InstanceMode, RuntimeError, World};
+use crate::boundary::files::read_bounded;
+use crate::runtime::{synthetic, Instance, InstanceMode, RuntimeError, World, MAX_COMPONENT_BYTES};
 
 /// Arguments of `bench`.
 #[derive(Debug, Args)]
@@ -24,7 +25,7 @@ pub struct BenchArgs {
 
 pub fn run(args: BenchArgs, sandbox: &SandboxArgs) -> Result<()> {
     let shown = args.file.display().to_string();
-    let bytes = std::fs::read(&args.file).with_context(|| format!("cannot read {shown}"))?;
+    let bytes = read_bounded(&args.file, MAX_COMPONENT_BYTES)?;
     let runtime = sandbox.runtime(InstanceMode::PerCall)?;
 
     let started = Instant::now();

@@ -6,7 +6,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::SandboxArgs;
-use crate::runtime::{synthetic, InstanceMode, World};
+use crate::boundary::files::read_bounded;
+use crate::runtime::{synthetic, InstanceMode, Shape, World, MAX_COMPONENT_BYTES};
 
 /// Arguments of `check`.
 #[derive(Debug, Args)]
@@ -20,7 +21,7 @@ pub struct CheckArgs {
 
 pub fn run(args: CheckArgs, sandbox: &SandboxArgs) -> Result<()> {
     let shown = args.file.display().to_string();
-    let bytes = std::fs::read(&args.file).with_context(|| format!("cannot read {shown}"))?;
+    let bytes = read_bounded(&args.file, MAX_COMPONENT_BYTES)?;
     let runtime = sandbox.runtime(InstanceMode::PerCall)?;
     let policy = runtime.load(&bytes).with_context(|| shown.clone())?;
     let info = policy.info();
@@ -30,6 +31,12 @@ pub fn run(args: CheckArgs, sandbox: &SandboxArgs) -> Result<()> {
     );
     println!("  imports: {}", info.imports.join(", "));
     println!("  exports: {}", info.exports.join(", "));
+    // What the compile budget weighs (`--compile-max-*`).
+    let shape = Shape::of(&bytes).with_context(|| shown.clone())?;
+    println!(
+        "  code: {} module(s), {} functions, {} bytes, the largest {} bytes",
+        shape.modules, shape.functions, shape.code_bytes, shape.largest_function
+    );
 
     policy
         .instantiate()

@@ -11,10 +11,11 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::ByteString;
 use kube::api::ObjectMeta;
 
+use crate::boundary::files::read_bounded;
 use crate::bundled;
 use crate::operator::controller::POLICY_LABEL;
 use crate::operator::policies::CONFIGMAP_MAX_BYTES;
-use crate::runtime::Digest;
+use crate::runtime::{Digest, MAX_COMPONENT_BYTES};
 
 /// Arguments of `export`.
 #[derive(Debug, Args)]
@@ -37,7 +38,7 @@ fn component(name: &str) -> Result<Vec<u8>> {
     if let Some(bytes) = bundled::policy(name) {
         return Ok(bytes.to_vec());
     }
-    std::fs::read(name).map_err(|e| {
+    read_bounded(std::path::Path::new(name), MAX_COMPONENT_BYTES).map_err(|e| {
         anyhow!(
             "`{name}` is neither a bundled policy ({}) nor a readable file: {e}",
             bundled::POLICIES

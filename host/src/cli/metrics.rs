@@ -9,15 +9,22 @@ use anyhow::{anyhow, Context, Result};
 use clap::Args;
 use serde::Serialize;
 
+use crate::boundary::credentials::{self, AdminCredential, AdminCredentials, Auth, SecretSource};
+use crate::boundary::egress::EgressPolicy;
 use crate::metrics::{Fetcher, MetricError, ScrapeState};
 use crate::operator::crd::{read_manifests, MetricSpec};
 
 /// Arguments of `metrics`.
 #[derive(Debug, Args)]
 pub struct MetricsArgs {
-    /// The WasmAutoscaler manifest (YAML).
-    #[arg(long, short = 'f', value_name = "AUTOSCALER.yaml")]
-    file: PathBuf,
+    /// The WasmAutoscaler manifest (YAML). Repeat to add files holding the Secrets its
+    /// `bearerTokenSecret` and `caSecret` name.
+    #[arg(long, short = 'f', value_name = "AUTOSCALER.yaml", required = true)]
+    file: Vec<PathBuf>,
+    /// A credential a metric names (`credential:`), as the operator's admin declares it:
+    /// `NAME:address=URL[,token=FILE][,ca=FILE]`.
+    #[arg(long = "credential", value_name = "NAME:address=URL,...")]
+    credentials: Vec<AdminCredential>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -42,32 +49,52 @@ struct Outcome {
     error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     kind: Option<&'static str>,
+    /// What the server answered, when the error is about its answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    answer: Option<String>,
 }
 
 /// Returns whether every metric had a usable value.
 pub fn run(args: MetricsArgs) -> Result<bool> {
-    let (_, autoscaler, _) = read_manifests(std::slice::from_ref(&args.file))?
+    let shown = args.file[0].display();
+    let (_, autoscaler, rest) = read_manifests(&args.file)?
         .single()
-        .map_err(|e| anyhow!("{}: {e}", args.file.display()))?;
+        .map_err(|e| anyhow!("{shown}: {e}"))?;
     autoscaler
         .spec
         .validate()
-        .map_err(|e| anyhow!("{}: {e}", args.file.display()))?;
+        .map_err(|e| anyhow!("{shown}: {e}"))?;
+    let admin = AdminCredentials::new(args.credentials.clone()).map_err(anyhow::Error::msg)?;
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     let outcomes = tokio.block_on(async {
-        let fetcher = Fetcher::new(args.timeout);
+        // Run by a user on their own machine: no one else's input, so no egress rules.
+        let fetcher = Fetcher::new(args.timeout, EgressPolicy::unrestricted());
+        let secrets = SecretSource::Manifests(&rest.secrets);
         let mut outcomes = Vec::new();
         for spec in &autoscaler.spec.metrics {
-            let result = fetch(&fetcher, spec, args.gap).await;
+            let result = match &spec.prometheus {
+                Some(p) => credentials::resolve(p, &secrets, &admin)
+                    .await
+                    .map_err(MetricError::from),
+                None => Ok(Auth::default()),
+            };
+            let result = match result {
+                Ok(auth) => fetch(&fetcher, spec, &auth, args.gap).await,
+                Err(e) => Err(e),
+            };
             outcomes.push(Outcome {
                 name: spec.name.clone(),
                 source: describe(spec),
                 health: if result.is_ok() { "ok" } else { "unavailable" },
                 value: result.as_ref().ok().copied(),
                 kind: result.as_ref().err().map(MetricError::kind),
+                answer: result
+                    .as_ref()
+                    .err()
+                    .and_then(|e| e.remote_detail().map(str::to_string)),
                 error: result.err().map(|e| e.to_string()),
             });
         }
@@ -79,7 +106,12 @@ pub fn run(args: MetricsArgs) -> Result<bool> {
         for o in &outcomes {
             match (o.value, &o.error) {
                 (Some(v), _) => println!("{:<16} ok           {v:<14} {}", o.name, o.source),
-                (None, Some(e)) => println!("{:<16} unavailable  {e}  [{}]", o.name, o.source),
+                (None, Some(e)) => {
+                    println!("{:<16} unavailable  {e}  [{}]", o.name, o.source);
+                    if let Some(answer) = &o.answer {
+                        println!("{:<16} answered     {answer}", "");
+                    }
+                }
                 _ => {}
             }
         }
@@ -87,7 +119,12 @@ pub fn run(args: MetricsArgs) -> Result<bool> {
     Ok(outcomes.iter().all(|o| o.value.is_some()))
 }
 
-async fn fetch(fetcher: &Fetcher, spec: &MetricSpec, gap: Duration) -> Result<f64, MetricError> {
+async fn fetch(
+    fetcher: &Fetcher,
+    spec: &MetricSpec,
+    auth: &Auth,
+    gap: Duration,
+) -> Result<f64, MetricError> {
     if let Some(s) = &spec.scrape {
         if s.endpoints.is_empty() {
             return Err(MetricError::Config(
@@ -96,11 +133,11 @@ async fn fetch(fetcher: &Fetcher, spec: &MetricSpec, gap: Duration) -> Result<f6
         }
     }
     let mut state = ScrapeState::default();
-    match fetcher.fetch(spec, &[], &mut state).await {
+    match fetcher.fetch(spec, auth, &[], &mut state).await {
         // Counters and histograms need a second look.
         Err(MetricError::FirstScrape) => {
             tokio::time::sleep(gap).await;
-            fetcher.fetch(spec, &[], &mut state).await
+            fetcher.fetch(spec, auth, &[], &mut state).await
         }
         other => other,
     }

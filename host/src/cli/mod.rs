@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::runtime::{InstanceMode, Limits, Runtime, RuntimeConfig};
+use crate::runtime::{CompileBudget, InstanceMode, Limits, Runtime, RuntimeConfig, WorkerCommand};
 
 /// Kubernetes autoscaling whose forecasting and scaling decisions are WebAssembly components.
 #[derive(Debug, Parser)]
@@ -54,6 +54,18 @@ enum Command {
     /// Fetch each metric of a WasmAutoscaler manifest once and show its value and health
     /// (exit status 1 if any is unavailable).
     Metrics(metrics::MetricsArgs),
+    /// Compile a component read on stdin under limits (started by the operator itself).
+    #[command(hide = true)]
+    CompileWorker(CompileWorkerArgs),
+}
+
+/// Arguments of the hidden `compile-worker`.
+#[derive(Debug, Args)]
+struct CompileWorkerArgs {
+    #[arg(long)]
+    cpu_seconds: u64,
+    #[arg(long)]
+    memory_bytes: u64,
 }
 
 /// Log output formats.
@@ -76,10 +88,31 @@ struct SandboxArgs {
     /// (entries go to a private `compiled-v1` subfolder).
     #[arg(long, global = true, env = "WASM_AUTOSCALER_COMPILE_CACHE")]
     compile_cache: Option<PathBuf>,
+    /// Most CPU time compiling one component may take (in a child process, all threads), e.g. `60s`.
+    #[arg(long, global = true, default_value = "60s", value_parser = humantime::parse_duration)]
+    compile_cpu: Duration,
+    /// Most memory (address space) the process compiling one component may map, in MiB.
+    #[arg(long, global = true, default_value_t = 1024)]
+    compile_memory_mib: u64,
+    /// Most bytes of code (all function bodies) a component may hold, in MiB; checked before compiling.
+    #[arg(long, global = true, default_value_t = 32)]
+    compile_max_code_mib: u64,
+    /// Most functions a component may hold; checked before compiling.
+    #[arg(long, global = true, default_value_t = 100_000)]
+    compile_max_functions: u64,
+    /// Largest single function a component may hold, in KiB; checked before compiling.
+    #[arg(long, global = true, default_value_t = 1024)]
+    compile_max_function_kib: u64,
+    /// How many components may compile at once (waiting compiles take turns by namespace).
+    #[arg(long, global = true, default_value_t = 1)]
+    compile_slots: usize,
 }
 
 impl SandboxArgs {
     fn runtime(&self, instance_mode: InstanceMode) -> Result<Runtime> {
+        let worker = WorkerCommand::this_binary().map_err(|e| {
+            anyhow::anyhow!("cannot find this program to compile policies in a child process: {e}")
+        })?;
         Ok(Runtime::new(RuntimeConfig {
             deadline: self.policy_deadline,
             limits: Limits {
@@ -88,12 +121,32 @@ impl SandboxArgs {
             },
             instance_mode,
             cache_dir: self.compile_cache.clone(),
+            compile_budget: self.compile_budget(),
+            compile_worker: Some(worker),
+            compile_slots: self.compile_slots,
         })?)
+    }
+
+    fn compile_budget(&self) -> CompileBudget {
+        CompileBudget {
+            max_code_bytes: self.compile_max_code_mib << 20,
+            max_functions: self.compile_max_functions,
+            max_function_bytes: self.compile_max_function_kib << 10,
+            cpu: self.compile_cpu,
+            memory_bytes: self.compile_memory_mib << 20,
+        }
     }
 }
 
 /// Runs the command line; `simulate` with its defaults when no subcommand is given.
 pub fn run(cli: Cli) -> Result<()> {
+    if let Some(Command::CompileWorker(args)) = &cli.command {
+        // Its only output is the artifact on stdout, its errors on stderr.
+        std::process::exit(crate::runtime::worker_main(
+            args.cpu_seconds,
+            args.memory_bytes,
+        ));
+    }
     init_logging(cli.log_format);
     match cli
         .command
@@ -109,6 +162,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Export(args) => export::run(args),
+        Command::CompileWorker(_) => unreachable!("handled above"),
         Command::Metrics(args) => {
             if metrics::run(args)? {
                 Ok(())

@@ -7,7 +7,14 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+
 use super::SandboxArgs;
+use crate::boundary::credentials::{AdminCredential, AdminCredentials};
+use crate::boundary::egress::{self, AllowRule, EgressPolicy};
+use crate::boundary::files::FileRoots;
 use crate::operator::{self, telemetry, LeaseSettings, Settings};
 use crate::runtime::InstanceMode;
 
@@ -38,6 +45,22 @@ pub struct RunArgs {
     /// Timeout of one metric request.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     metric_timeout: Duration,
+    /// A folder `file` policy sources may be read from (repeat for several). Without any,
+    /// `file` sources are refused: a spec may not make the operator read its own files.
+    #[arg(long = "allow-file-root", value_name = "DIR")]
+    file_roots: Vec<PathBuf>,
+    /// Addresses metric requests may reach: a CIDR, an address, a host name or `*.domain`
+    /// (repeat for several). Default: every address except the denied ones.
+    #[arg(long = "egress-allow", value_name = "CIDR|HOST")]
+    egress_allow: Vec<AllowRule>,
+    /// Addresses metric requests may not reach, besides link-local, loopback, cloud metadata and
+    /// the API server (repeat for several).
+    #[arg(long = "egress-deny", value_name = "CIDR", value_parser = egress::parse_net)]
+    egress_deny: Vec<IpNet>,
+    /// A credential for one metrics server, mounted into the operator, that specs may name:
+    /// `NAME:address=URL[,token=FILE][,ca=FILE]`. It is only sent to that address.
+    #[arg(long = "credential", value_name = "NAME:address=URL,...")]
+    credentials: Vec<AdminCredential>,
 }
 
 pub fn run(args: RunArgs, sandbox: &SandboxArgs) -> Result<()> {
@@ -46,10 +69,24 @@ pub fn run(args: RunArgs, sandbox: &SandboxArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let file_roots = FileRoots::new(args.file_roots.clone()).context("--allow-file-root")?;
+    let mut egress =
+        EgressPolicy::new(&args.egress_allow, &args.egress_deny).map_err(anyhow::Error::msg)?;
+    let credentials =
+        AdminCredentials::new(args.credentials.clone()).map_err(anyhow::Error::msg)?;
     tokio.block_on(async move {
-        let client = kube::Client::try_default()
+        let config = kube::Config::infer()
             .await
-            .context("connecting to Kubernetes (in-cluster config or KUBECONFIG)")?;
+            .context("finding Kubernetes (in-cluster config or KUBECONFIG)")?;
+        let cluster_url = config.cluster_url.clone();
+        let client = kube::Client::try_from(config).context("connecting to Kubernetes")?;
+        egress.refuse_api_server(operator::api_server_addresses(&client, &cluster_url).await);
+        tracing::info!(
+            file_roots = ?file_roots.folders().collect::<Vec<_>>(),
+            egress = %egress,
+            credentials = ?credentials.names().collect::<Vec<_>>(),
+            "tenant boundary"
+        );
         let identity = args.identity.clone().unwrap_or_else(default_identity);
         let settings = Settings {
             namespace: args.namespace.clone(),
@@ -62,6 +99,9 @@ pub fn run(args: RunArgs, sandbox: &SandboxArgs) -> Result<()> {
             }),
             identity,
             metric_timeout: args.metric_timeout,
+            file_roots,
+            egress,
+            credentials,
         };
         let metrics = Arc::new(telemetry::Metrics::default());
         let health = Arc::new(telemetry::Health::default());

@@ -24,6 +24,10 @@ pub struct SimulateArgs {
     /// `configMapRef` policies come from.
     #[arg(long, short = 'f', value_name = "AUTOSCALER.yaml")]
     file: Vec<PathBuf>,
+    /// With --file: a folder `file` policy sources may be read from (repeat for several); the
+    /// manifest's folder when none is given. Paths outside, devices and FIFOs are refused.
+    #[arg(long = "allow-file-root", value_name = "DIR", requires = "file")]
+    file_roots: Vec<PathBuf>,
     /// With --file: feed the simulated `rps` or `utilization` to a metric of another name, e.g. `requests=rps`.
     #[arg(long = "metric", value_name = "NAME=rps|utilization", value_parser = parse_alias, requires = "file")]
     metric_aliases: Vec<(String, String)>,
@@ -80,7 +84,7 @@ pub fn run(args: SimulateArgs, sandbox: &SandboxArgs) -> Result<()> {
     let (params, setups) = match args.file.clone() {
         files if !files.is_empty() => {
             let aliases = args.metric_aliases.iter().cloned().collect();
-            let manifest = sim::from_manifest(&runtime, &files, &aliases)?;
+            let manifest = sim::from_manifest(&runtime, &files, &aliases, &args.file_roots)?;
             let bounded = SimulateArgs {
                 min_replicas: manifest.min_replicas,
                 max_replicas: manifest.max_replicas,

@@ -5,17 +5,31 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::MetricError;
+use super::{MetricError, Remote, Requester, PROMETHEUS_BODY_LIMIT};
 use crate::operator::crd::{Aggregation, PrometheusMetric};
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct Answer {
     status: String,
     #[serde(default)]
     data: Option<Data>,
     #[serde(default)]
-    error: Option<String>,
+    error_type: Option<String>,
 }
+
+/// The error types Prometheus' API documents; anything else is reported as `other`, so a
+/// server's own words never reach the status.
+const ERROR_TYPES: &[&str] = &[
+    "bad_data",
+    "execution",
+    "canceled",
+    "timeout",
+    "internal",
+    "unavailable",
+    "not_found",
+    "none",
+];
 
 #[derive(Deserialize)]
 #[serde(tag = "resultType", content = "result", rename_all = "lowercase")]
@@ -38,8 +52,9 @@ struct Range {
 
 /// A query against one server.
 pub(super) struct Query<'a> {
-    pub http: &'a reqwest::Client,
+    pub requester: Requester<'a>,
     pub spec: &'a PrometheusMetric,
+    pub bearer_token: Option<&'a str>,
     pub timeout: Duration,
 }
 
@@ -124,8 +139,11 @@ impl Query<'_> {
 
     fn number(&self, text: &str) -> Result<f64, MetricError> {
         // Prometheus writes NaN and ±Inf as text; they parse and are judged by the caller.
-        text.parse::<f64>()
-            .map_err(|e| self.malformed(format!("value `{text}`: {e}")))
+        text.parse::<f64>().map_err(|_| MetricError::Malformed {
+            url: self.url("query"),
+            message: "a sample value is not a number".into(),
+            remote: Remote::of(text),
+        })
     }
 
     fn url(&self, endpoint: &str) -> String {
@@ -139,64 +157,65 @@ impl Query<'_> {
         MetricError::Malformed {
             url: self.url("query"),
             message,
+            remote: Remote::default(),
         }
     }
 
     async fn get(&self, endpoint: &str, params: &[(&str, String)]) -> Result<Data, MetricError> {
         let url = self.url(endpoint);
-        let mut request = self.http.get(&url).query(params).timeout(self.timeout);
-        if let Some(path) = &self.spec.bearer_token_file {
-            let token = std::fs::read_to_string(path).map_err(|e| {
-                MetricError::Config(format!("cannot read the bearer token file {path}: {e}"))
-            })?;
-            request = request.bearer_auth(token.trim());
-        }
-        let response = request.send().await.map_err(|e| MetricError::Request {
-            url: url.clone(),
-            message: error_chain(&e),
-        })?;
-        let status = response.status();
-        let body = response.text().await.map_err(|e| MetricError::Request {
-            url: url.clone(),
-            message: error_chain(&e),
-        })?;
+        let (status, body) = self
+            .requester
+            .get(
+                &url,
+                params,
+                self.bearer_token,
+                Some(self.timeout),
+                PROMETHEUS_BODY_LIMIT,
+            )
+            .await?;
         let answer: Answer = match serde_json::from_str(&body) {
             Ok(a) => a,
             Err(_) if !status.is_success() => {
+                tracing::debug!(%url, status = status.as_u16(), body = %Remote::of(&body).0, "unexpected answer");
                 return Err(MetricError::Status {
                     url,
                     status: status.as_u16(),
-                    body: body.chars().take(200).collect(),
-                })
+                    remote: Remote::of(&body),
+                });
             }
             Err(e) => {
+                // serde's message can quote the answer; only its position is kept.
+                tracing::debug!(%url, error = %e, body = %Remote::of(&body).0, "not a Prometheus answer");
+                let what = if e.is_syntax() || e.is_eof() {
+                    "not JSON"
+                } else {
+                    "JSON, but not a Prometheus API answer"
+                };
                 return Err(MetricError::Malformed {
                     url,
-                    message: e.to_string(),
-                })
+                    message: format!("{what} (at line {} column {})", e.line(), e.column()),
+                    remote: Remote::of(&body),
+                });
             }
         };
         if answer.status != "success" {
-            return Err(MetricError::Malformed {
+            tracing::debug!(%url, body = %Remote::of(&body).0, "query failed");
+            let error_type = answer
+                .error_type
+                .as_deref()
+                .and_then(|t| ERROR_TYPES.iter().find(|k| **k == t))
+                .copied()
+                .unwrap_or("other");
+            return Err(MetricError::QueryFailed {
                 url,
-                message: format!("query failed: {}", answer.error.unwrap_or_default()),
+                error_type,
+                remote: Remote::of(&body),
             });
         }
         answer.data.ok_or(MetricError::Malformed {
             url,
             message: "no data in the answer".into(),
+            remote: Remote::default(),
         })
     }
-}
-
-/// The error and its causes on one line (reqwest hides the cause, e.g. a TLS failure).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

@@ -7,9 +7,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
-use futures::future::join_all;
+use futures::StreamExt;
 
-use super::MetricError;
+use super::{MetricError, Remote, Requester, SCRAPE_BODY_LIMIT};
 use crate::operator::crd::ScrapeMetric;
 
 /// One pod (or explicit endpoint) to scrape.
@@ -33,10 +33,24 @@ impl Endpoint {
         let port = port
             .parse()
             .map_err(|_| format!("endpoint `{text}` has no valid port"))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            Some(v6) => v6
+                .parse::<std::net::Ipv6Addr>()
+                .map_err(|_| format!("endpoint `{text}`: `[{v6}]` is not an IPv6 address"))?
+                .to_string(),
+            // A host name or IPv4 address: nothing that could change what the URL means.
+            None if !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') =>
+            {
+                host.to_string()
+            }
+            None => return Err(format!("endpoint `{text}` has no valid host")),
+        };
         Ok(Endpoint {
             id: text.to_string(),
-            host: host.to_string(),
+            host,
             port: Some(port),
         })
     }
@@ -68,9 +82,13 @@ pub enum Reading {
     Histogram(Vec<(f64, f64)>),
 }
 
+/// Pods of one target scraped at once; the rest wait, so a target with many
+/// pods does not take every request slot of the operator.
+const CONCURRENCY: usize = 8;
+
 /// Scrapes `endpoints` concurrently and combines their values.
 pub(super) async fn fetch(
-    http: &reqwest::Client,
+    requester: &Requester<'_>,
     spec: &ScrapeMetric,
     endpoints: &[Endpoint],
     readings: &mut Readings,
@@ -79,7 +97,16 @@ pub(super) async fn fetch(
         return Err(MetricError::NoPods);
     }
     let now = Instant::now();
-    let results = join_all(endpoints.iter().map(|e| scrape_one(http, spec, e))).await;
+    // The futures are made first: a closure in the stream's type trips the
+    // compiler's `Send` check of the controller's future.
+    let pending: Vec<_> = endpoints
+        .iter()
+        .map(|e| scrape_one(requester, spec, e))
+        .collect();
+    let results: Vec<_> = futures::stream::iter(pending)
+        .buffered(CONCURRENCY)
+        .collect()
+        .await;
     let mut values = Vec::new();
     let mut increases: BTreeMap<u64, f64> = BTreeMap::new();
     let mut first_error = None;
@@ -197,7 +224,7 @@ pub fn histogram_quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
 }
 
 async fn scrape_one(
-    http: &reqwest::Client,
+    requester: &Requester<'_>,
     spec: &ScrapeMetric,
     endpoint: &Endpoint,
 ) -> Result<Option<Reading>, MetricError> {
@@ -211,26 +238,27 @@ async fn scrape_one(
         endpoint.port.unwrap_or(spec.port),
         spec.path
     );
-    let request = |e: reqwest::Error| MetricError::Request {
-        url: url.clone(),
-        message: e.to_string(),
-    };
-    let response = http.get(&url).send().await.map_err(request)?;
-    let status = response.status();
-    let body = response.text().await.map_err(request)?;
+    let (status, body) = requester
+        .get(&url, &[], None, None, SCRAPE_BODY_LIMIT)
+        .await?;
     if !status.is_success() {
         return Err(MetricError::Status {
             url,
             status: status.as_u16(),
-            body: body.chars().take(200).collect(),
+            remote: Remote::of(&body),
         });
     }
-    parse(&body, &spec.metric).map_err(|message| MetricError::Malformed { url, message })
+    parse(&body, &spec.metric).map_err(|message| MetricError::Malformed {
+        url,
+        message,
+        remote: Remote::of(&body),
+    })
 }
 
 /// The value of `metric` in exposition text, summed over its label sets;
 /// `None` when the text does not have it. Text that is not the exposition
-/// format is an error naming the first bad line.
+/// format is an error naming the first bad line (by number: its text is the
+/// remote's, and errors reach the autoscaler's status).
 pub fn parse(body: &str, metric: &str) -> Result<Option<Reading>, String> {
     // Only the metric's own lines go through the (regex) parser; every
     // other line gets a cheap shape check, so a page of HTML is still
@@ -266,11 +294,7 @@ pub fn parse(body: &str, metric: &str) -> Result<Option<Reading>, String> {
                     prometheus_parse::LineInfo::Ignored
                 ))
         {
-            let shown: String = line.chars().take(80).collect();
-            return Err(format!(
-                "line {} is not in the exposition format: `{shown}`",
-                n + 1
-            ));
+            return Err(format!("line {} is not in the exposition format", n + 1));
         }
         if mine {
             relevant.push(line);

@@ -26,12 +26,15 @@ use super::crd::{
     Checked, DecisionStatus, ForecastStatus, LoadedPolicy, PolicySource, WasmAutoscaler,
     WasmAutoscalerSpec, WasmAutoscalerStatus, PAUSE_ANNOTATION,
 };
+use super::load_gate::LoadGate;
 use super::policies::{self, LoadError};
 use super::status::{Conditions, METRICS_AVAILABLE, POLICY_LOADED, READY, SCALING_LIMITED};
 use super::target::{PodCounts, Resolver, Target};
 use super::telemetry::Metrics;
 use super::{Error, Settings};
-use crate::metrics::{Fetcher, ScrapeState};
+use crate::boundary::credentials::{self, AdminCredentials, Auth, SecretCache, SecretSource};
+use crate::boundary::files::FileRoots;
+use crate::metrics::{Fetcher, MetricError, ScrapeState};
 use crate::pipeline::{Observation, Pipeline, PolicySpec, TargetSpec, TickReport};
 use crate::runtime::{Digest, Runtime, World};
 use crate::safety::{Limit, Proposal};
@@ -53,6 +56,14 @@ pub struct Context {
     dirty: Mutex<std::collections::HashSet<ObjectRef<WasmAutoscaler>>>,
     /// Watches the folders of `file` policy sources.
     files: super::files::FileWatch,
+    /// Folders `file` sources may be read from.
+    roots: FileRoots,
+    /// Credentials the admin declared, by name.
+    credentials: AdminCredentials,
+    /// Secrets read for metric credentials, per namespace.
+    secrets: SecretCache,
+    /// Bounds the component bytes policy loads hold, per namespace and in all.
+    load_gate: LoadGate,
 }
 
 impl Context {
@@ -73,10 +84,14 @@ impl Context {
             runtime,
             metrics,
             resolver: Resolver::default(),
-            fetcher: Fetcher::new(settings.metric_timeout),
+            fetcher: Fetcher::new(settings.metric_timeout, settings.egress.clone()),
             targets: Mutex::new(HashMap::new()),
             dirty: Mutex::new(Default::default()),
             files: super::files::FileWatch::new(),
+            roots: settings.file_roots.clone(),
+            credentials: settings.credentials.clone(),
+            secrets: SecretCache::default(),
+            load_gate: LoadGate::default(),
         }
     }
 
@@ -95,6 +110,14 @@ impl Context {
 
     fn forget(&self, key: &ObjectRef<WasmAutoscaler>) {
         self.targets.lock().expect("targets lock").remove(key);
+    }
+
+    /// Counts a refusal of `namespace`'s input and warns on its object.
+    async fn refuse(&self, obj: &WasmAutoscaler, kind: &'static str, note: String) {
+        self.metrics
+            .refusal(&obj.namespace().unwrap_or_default(), kind);
+        self.event(obj, EventType::Warning, &reason_of(kind), note)
+            .await;
     }
 
     async fn event(&self, obj: &WasmAutoscaler, type_: EventType, reason: &str, note: String) {
@@ -130,6 +153,10 @@ struct TargetState {
     backfilled: bool,
     /// The last load failure reported, so it is reported once.
     rejected: Option<String>,
+    /// Per role, the stamp and digest of the source contents serving.
+    stamps: HashMap<&'static str, (String, Digest)>,
+    /// Source contents refused for good (until the spec changes), by role and stamp.
+    refused: HashMap<(&'static str, String), LoadError>,
     /// The file-change count last seen, to reload `file` sources when it moves.
     files_seen: u64,
     /// Metrics unavailable at the last tick, so loss is reported on change.
@@ -226,8 +253,11 @@ fn error_policy(obj: Arc<WasmAutoscaler>, error: &Error, ctx: Arc<Context>) -> A
 
 async fn reconcile(obj: Arc<WasmAutoscaler>, ctx: Arc<Context>) -> Result<Action, Error> {
     let key = ObjectRef::from_obj(&*obj);
+    // Only folders inside the admin's roots are ever watched.
     for path in file_sources(&obj.spec) {
-        ctx.files.watch(path);
+        if ctx.roots.resolve(None, path).is_ok() {
+            ctx.files.watch(path);
+        }
     }
     if obj.meta().deletion_timestamp.is_some() {
         ctx.forget(&key);
@@ -294,7 +324,7 @@ impl Tick<'_> {
             Err(message) => {
                 conditions.set(READY, false, "InvalidSpec", message.clone());
                 if conditions.transitions(READY) {
-                    self.warn("InvalidSpec", message).await;
+                    self.ctx.refuse(self.obj, "invalid_spec", message).await;
                 }
                 conditions.keep(POLICY_LOADED);
                 return self.write_status(status, conditions).await;
@@ -496,6 +526,10 @@ impl Tick<'_> {
         conditions: &mut Conditions,
     ) {
         let spec = &self.obj.spec;
+        if state.generation != self.obj.meta().generation {
+            // A new spec (config, pin) may accept what the old one refused.
+            state.refused.clear();
+        }
         let roles: Vec<(&'static str, &PolicySource, World)> = [
             spec.predictor
                 .as_ref()
@@ -509,31 +543,85 @@ impl Tick<'_> {
         let mut loaded = Vec::new();
         let mut specs: HashMap<&'static str, PolicySpec> = HashMap::new();
         let mut failure: Option<LoadError> = None;
+        let mut stamps = HashMap::new();
         for (role, source, world) in &roles {
             // No reference to `state` may live across an await: pipelines are not `Sync`.
-            let bytes = match policies::read(&self.ctx.client, self.namespace, source).await {
-                Ok(b) => b,
+            let config = source.config_text();
+            let describe = source.describe();
+            let known = state.stamps.get(role).cloned();
+            let skip: Vec<String> = known
+                .iter()
+                .map(|k| k.0.clone())
+                .chain(
+                    state
+                        .refused
+                        .keys()
+                        .filter(|(r, _)| r == role)
+                        .map(|(_, stamp)| stamp.clone()),
+                )
+                .collect();
+            let fetched = match self.read(source, &skip).await {
+                Ok(f) => f,
                 Err(e) => {
+                    if let LoadError::Expand { stamp, .. } = &e {
+                        state.refused.insert((*role, stamp.clone()), e.clone());
+                    }
                     failure = Some(e);
                     break;
                 }
             };
-            let digest = Digest::of(&bytes);
-            let config = source.config_text();
-            let describe = source.describe();
-            let current = current_policy(state, role, &describe, &config, digest);
-            let policy = match current {
-                Some(p) => p,
-                None => match policies::load(&self.ctx.runtime, source, bytes, *world).await {
-                    Ok(p) => p,
-                    Err(e) => {
-                        failure = Some(e);
-                        break;
-                    }
-                },
+            // The same contents refused before are refused again without compiling.
+            if let Some(e) = state.refused.get(&(*role, fetched.stamp.clone())) {
+                failure = Some(e.clone());
+                break;
+            }
+            let digest = match (&fetched.bytes, &known) {
+                (Some(bytes), _) => Digest::of(bytes),
+                (None, Some((_, digest))) => *digest,
+                (None, None) => unreachable!("only a known or refused stamp skips the read"),
             };
+            let current = current_policy(state, role, &describe, &config, digest);
+            let policy = match (current, fetched.bytes) {
+                (Some(p), _) => p,
+                (None, bytes) => {
+                    // Unchanged contents under a changed spec (a new config): read them again.
+                    let bytes = match bytes {
+                        Some(b) => b,
+                        None => match self.read(source, &[]).await {
+                            Ok(again) => again.bytes.expect("an unknown stamp reads"),
+                            Err(e) => {
+                                failure = Some(e);
+                                break;
+                            }
+                        },
+                    };
+                    let loading =
+                        policies::load(&self.ctx.runtime, self.namespace, source, bytes, *world);
+                    match loading.await {
+                        Ok(p) => p,
+                        Err(e) => {
+                            if e.is_lasting() {
+                                // A few remembered per object are enough to stop recompiling.
+                                if state.refused.len() >= 8 {
+                                    state.refused.clear();
+                                }
+                                state
+                                    .refused
+                                    .insert((*role, fetched.stamp.clone()), e.clone());
+                            }
+                            failure = Some(e);
+                            break;
+                        }
+                    }
+                }
+            };
+            drop(fetched.permit);
+            stamps.insert(*role, (fetched.stamp, digest));
             loaded.push((*role, describe, config, digest));
             specs.insert(*role, policy);
+        }
+        if failure.is_none() {
+            state.stamps = stamps;
         }
         if let Some(e) = failure {
             let message = e.to_string();
@@ -542,18 +630,21 @@ impl Tick<'_> {
             } else {
                 ""
             };
-            conditions.set(
-                POLICY_LOADED,
-                false,
-                "LoadFailed",
-                format!("{message}{serving}"),
-            );
+            // A refusal by rule is named for the rule; any other failure is a `LoadFailed`.
+            let reason = if e.is_refusal() {
+                reason_of(e.kind())
+            } else {
+                "LoadFailed".to_string()
+            };
+            conditions.set(POLICY_LOADED, false, &reason, format!("{message}{serving}"));
             if state.rejected.as_deref() != Some(message.as_str()) {
                 self.ctx.metrics.reload("rejected");
-            }
-            if state.rejected.as_deref() != Some(message.as_str()) {
-                self.warn("PolicyRejected", format!("{message}{serving}"))
-                    .await;
+                let note = format!("{message}{serving}");
+                if e.is_refusal() {
+                    self.ctx.refuse(self.obj, e.kind(), note).await;
+                } else {
+                    self.warn("PolicyRejected", note).await;
+                }
                 state.rejected = Some(message);
             }
             return;
@@ -651,12 +742,16 @@ impl Tick<'_> {
         let end = std::time::SystemTime::now() - checked.interval;
         let samples = self.obj.spec.history as usize - 1;
         for spec in &self.obj.spec.metrics {
-            match self
-                .ctx
-                .fetcher
-                .backfill(spec, end, checked.interval, samples)
-                .await
-            {
+            let points = match self.auth(spec).await {
+                Ok(auth) => {
+                    self.ctx
+                        .fetcher
+                        .backfill(spec, &auth, end, checked.interval, samples)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            match points {
                 Ok(points) if !points.is_empty() => {
                     tracing::info!(metric = %spec.name, samples = points.len(), "history backfilled");
                     if let Some(p) = state.pipeline.as_mut() {
@@ -683,13 +778,18 @@ impl Tick<'_> {
     ) -> Vec<(String, Option<f64>)> {
         let mut values = Vec::new();
         let mut problems = Vec::new();
+        let mut refusal = None;
         for spec in &self.obj.spec.metrics {
-            match self
-                .ctx
-                .fetcher
-                .fetch(spec, &pods.endpoints, &mut state.scrape)
-                .await
-            {
+            let fetched = match self.auth(spec).await {
+                Ok(auth) => {
+                    self.ctx
+                        .fetcher
+                        .fetch(spec, &auth, &pods.endpoints, &mut state.scrape)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            match fetched {
                 Ok(v) => values.push((spec.name.clone(), Some(v))),
                 Err(e) => {
                     self.ctx.metrics.metric_error(
@@ -699,6 +799,12 @@ impl Tick<'_> {
                         e.kind(),
                     );
                     tracing::warn!(metric = %spec.name, error = %e, "metric unavailable");
+                    if let Some(remote) = e.remote_detail() {
+                        tracing::debug!(metric = %spec.name, remote, "what the server answered");
+                    }
+                    if e.is_refusal() && refusal.is_none() {
+                        refusal = Some(e.kind());
+                    }
                     problems.push((spec.name.clone(), e.to_string()));
                     values.push((spec.name.clone(), None));
                 }
@@ -718,13 +824,48 @@ impl Tick<'_> {
                 .map(|(n, e)| format!("{n}: {e}"))
                 .collect::<Vec<_>>()
                 .join("; ");
-            conditions.set(METRICS_AVAILABLE, false, "Unavailable", message.clone());
+            let reason = refusal.map_or_else(|| "Unavailable".to_string(), reason_of);
+            conditions.set(METRICS_AVAILABLE, false, &reason, message.clone());
             if names != state.unavailable {
-                self.warn("MetricsUnavailable", message).await;
+                match refusal {
+                    Some(kind) => self.ctx.refuse(self.obj, kind, message).await,
+                    None => self.warn("MetricsUnavailable", message).await,
+                }
             }
         }
         state.unavailable = names;
         values
+    }
+
+    /// Reads a policy source within the load gate; nothing when its stamp is `known`.
+    async fn read(
+        &self,
+        source: &PolicySource,
+        known: &[String],
+    ) -> Result<policies::Fetched, LoadError> {
+        policies::read(
+            &self.ctx.client,
+            self.namespace,
+            source,
+            &self.ctx.roots,
+            &self.ctx.load_gate,
+            known,
+        )
+        .await
+    }
+
+    /// The credentials a metric's requests carry: from a Secret in this
+    /// namespace or an admin-declared credential, never from a file a spec names.
+    async fn auth(&self, spec: &crate::operator::crd::MetricSpec) -> Result<Auth, MetricError> {
+        let Some(p) = &spec.prometheus else {
+            return Ok(Auth::default());
+        };
+        let secrets = SecretSource::Cluster {
+            client: &self.ctx.client,
+            namespace: self.namespace,
+            cache: &self.ctx.secrets,
+        };
+        Ok(credentials::resolve(p, &secrets, &self.ctx.credentials).await?)
     }
 
     /// Runs the policies off the async workers: a call may take up to the deadline.
@@ -920,6 +1061,18 @@ fn current_policy(
         "predictor" => spec.predictor.clone(),
         _ => Some(spec.decider.clone()),
     }
+}
+
+/// The condition and Event reason of a refusal kind: `egress_denied` → `EgressDenied`.
+fn reason_of(kind: &str) -> String {
+    kind.split('_')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars.next().map_or_else(String::new, |first| {
+                first.to_ascii_uppercase().to_string() + chars.as_str()
+            })
+        })
+        .collect()
 }
 
 fn limit_name(limit: &Limit) -> String {

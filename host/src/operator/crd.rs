@@ -11,6 +11,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::boundary::names::{self, DATA_KEY_PATTERN, OBJECT_NAME_PATTERN};
 use crate::safety::Behavior;
 
 /// API group of the resource.
@@ -20,6 +21,12 @@ pub const GROUP: &str = "wasmautoscaler.dev";
 pub const PAUSE_ANNOTATION: &str = "wasmautoscaler.dev/paused";
 
 const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
+/// Most metrics one autoscaler may have: each is fetched every tick.
+pub const MAX_METRICS: usize = 16;
+/// Most explicit endpoints one `scrape` metric may list.
+pub const MAX_ENDPOINTS: usize = 64;
+/// Longest a metric request may be given (`prometheus.timeout`).
+pub const MAX_METRIC_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Scales one workload with WebAssembly policies.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -62,8 +69,8 @@ pub struct WasmAutoscalerSpec {
     #[serde(default = "default_history")]
     #[schemars(range(min = 2, max = 10000))]
     pub history: u32,
-    /// The signals policies decide on.
-    #[schemars(length(min = 1))]
+    /// The signals policies decide on (at most 16).
+    #[schemars(length(min = 1, max = 16))]
     pub metrics: Vec<MetricSpec>,
     /// Forecasts the metrics; optional.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -103,6 +110,7 @@ pub struct ScaleTargetRef {
     /// For example `Deployment`.
     pub kind: String,
     /// Name of the workload in the autoscaler's namespace.
+    #[schemars(pattern(OBJECT_NAME_PATTERN), length(max = 253))]
     pub name: String,
 }
 
@@ -132,20 +140,38 @@ pub struct MetricSpec {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PrometheusMetric {
-    /// Base URL of the Prometheus server, e.g. `http://prometheus.monitoring:9090`.
+    /// Base URL of the Prometheus server, e.g. `http://prometheus.monitoring:9090`; the
+    /// operator's egress rules (`--egress-allow`) decide whether it may be contacted.
+    #[schemars(pattern(r"^https?://"), length(max = 2048))]
     pub address: String,
     /// The query; it must return one series or a scalar, unless `aggregation` says how to combine several.
+    #[schemars(length(min = 1, max = 16384))]
     pub query: String,
     /// How several returned series combine; without it, several series are an error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aggregation: Option<Aggregation>,
-    /// A file holding a bearer token, read for every query (so a rotated token is picked up).
+    /// A bearer token from a key of a Secret in the autoscaler's namespace (which must grant
+    /// the operator `get` on it); re-read every 30 s, so a rotated token is picked up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bearer_token_file: Option<String>,
-    /// A PEM file with the CA certificate(s) the server's certificate is checked against.
+    pub bearer_token_secret: Option<SecretKeyRef>,
+    /// PEM CA certificate(s) the server's certificate is checked against, from a key of a
+    /// Secret in the autoscaler's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_file: Option<String>,
-    /// Longest a query may take, e.g. `2s`; the operator's `--metric-timeout` when absent.
+    pub ca_secret: Option<SecretKeyRef>,
+    /// A credential the operator's admin declared (`--credential`), by name: its token and CA,
+    /// sent only to the address it was declared for. A Secret reference given too wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(OBJECT_NAME_PATTERN), length(max = 253))]
+    pub credential: Option<String>,
+    /// Removed: a spec may not name files on the operator's disk (use `bearerTokenSecret`).
+    #[serde(default, skip_serializing)]
+    #[schemars(skip)]
+    pub bearer_token_file: Option<serde_json::Value>,
+    /// Removed: a spec may not name files on the operator's disk (use `caSecret`).
+    #[serde(default, skip_serializing)]
+    #[schemars(skip)]
+    pub ca_file: Option<serde_json::Value>,
+    /// Longest a query may take, e.g. `2s` (at most `30s`); the operator's `--metric-timeout` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(DURATION_PATTERN))]
     pub timeout: Option<String>,
@@ -160,6 +186,7 @@ pub struct ScrapeMetric {
     pub port: u16,
     /// Path of the metrics endpoint.
     #[serde(default = "default_path")]
+    #[schemars(pattern(r"^/[^\s#]*$"), length(max = 1024))]
     pub path: String,
     /// Name of the gauge to read.
     pub metric: String,
@@ -171,9 +198,11 @@ pub struct ScrapeMetric {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0, max = 1.0))]
     pub quantile: Option<f64>,
-    /// Scrape these `host:port` endpoints instead of the target's pods (targets that are not
-    /// pods, and `wasm-autoscaler metrics` outside a cluster).
+    /// Scrape these `host:port` endpoints (at most 64) instead of the target's pods (targets
+    /// that are not pods, and `wasm-autoscaler metrics` outside a cluster); the operator's
+    /// egress rules apply to them as to any address.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub endpoints: Vec<String>,
 }
 
@@ -212,8 +241,10 @@ pub struct PolicySource {
     /// A key of a ConfigMap's `binaryData` in the autoscaler's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_map_ref: Option<ConfigMapKey>,
-    /// A path in the operator's file system (e.g. a mounted volume).
+    /// An absolute path inside a folder the operator's admin allowed (`--allow-file-root`),
+    /// e.g. a mounted volume; refused when no folder is allowed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 4096))]
     pub file: Option<String>,
     /// A policy shipped inside the operator: `hpa`, `ewma-trend` or `forecast`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -228,11 +259,23 @@ pub struct PolicySource {
     pub sha256: Option<String>,
 }
 
-/// A key of a ConfigMap.
+/// A key of a ConfigMap in the autoscaler's namespace.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Hash, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConfigMapKey {
+    #[schemars(pattern(OBJECT_NAME_PATTERN), length(max = 253))]
     pub name: String,
+    #[schemars(pattern(DATA_KEY_PATTERN), length(max = 253))]
+    pub key: String,
+}
+
+/// A key of a Secret in the autoscaler's namespace (there is deliberately no namespace field).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    #[schemars(pattern(OBJECT_NAME_PATTERN), length(max = 253))]
+    pub name: String,
+    #[schemars(pattern(DATA_KEY_PATTERN), length(max = 253))]
     pub key: String,
 }
 
@@ -275,6 +318,15 @@ impl PolicySource {
                 "{field}: set exactly one of configMapRef, file, bundled"
             ));
         }
+        if let Some(r) = &self.config_map_ref {
+            names::object_name(&format!("{field}.configMapRef.name"), &r.name)?;
+            names::data_key(&format!("{field}.configMapRef.key"), &r.key)?;
+        }
+        if let Some(f) = &self.file {
+            if f.is_empty() || f.len() > 4096 || f.contains('\0') {
+                return Err(format!("{field}.file must be a path of 1 to 4096 bytes"));
+            }
+        }
         if let Some(pin) = &self.sha256 {
             if pin.len() != 64
                 || !pin
@@ -282,6 +334,84 @@ impl PolicySource {
                     .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
             {
                 return Err(format!("{field}.sha256 must be 64 lowercase hex digits"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl PrometheusMetric {
+    fn validate(&self, field: &str) -> Result<(), String> {
+        let url = reqwest::Url::parse(&self.address)
+            .map_err(|e| format!("{field}.address: not a URL ({e})"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(format!(
+                "{field}.address must be an http or https URL with a host"
+            ));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(format!("{field}.address must not have a query or fragment"));
+        }
+        if self.query.is_empty() || self.query.len() > 16384 {
+            return Err(format!("{field}.query must be 1 to 16384 bytes"));
+        }
+        if let Some(t) = &self.timeout {
+            let timeout = parse_duration(&format!("{field}.timeout"), t)?;
+            if timeout > MAX_METRIC_TIMEOUT || timeout.is_zero() {
+                return Err(format!(
+                    "{field}.timeout must be more than 0 and at most {}s, got {t}",
+                    MAX_METRIC_TIMEOUT.as_secs()
+                ));
+            }
+        }
+        if self.bearer_token_file.is_some() || self.ca_file.is_some() {
+            return Err(format!(
+                "{field}: bearerTokenFile and caFile were removed, because a spec may not make the operator read its own files; use bearerTokenSecret and caSecret (a Secret in this namespace) or an admin-declared credential"
+            ));
+        }
+        for (what, r) in [
+            ("bearerTokenSecret", &self.bearer_token_secret),
+            ("caSecret", &self.ca_secret),
+        ] {
+            if let Some(r) = r {
+                names::object_name(&format!("{field}.{what}.name"), &r.name)?;
+                names::data_key(&format!("{field}.{what}.key"), &r.key)?;
+            }
+        }
+        if let Some(c) = &self.credential {
+            names::object_name(&format!("{field}.credential"), c)?;
+        }
+        Ok(())
+    }
+}
+
+impl ScrapeMetric {
+    fn validate(&self, field: &str) -> Result<(), String> {
+        let path_ok = self.path.starts_with('/')
+            && self.path.len() <= 1024
+            && !self
+                .path
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '#');
+        // Starting with `/` keeps the path from changing the URL's host (`@evil`).
+        if !path_ok {
+            return Err(format!(
+                "{field}.path must start with `/` and hold no spaces or `#`"
+            ));
+        }
+        if self.endpoints.len() > MAX_ENDPOINTS {
+            return Err(format!(
+                "{field}.endpoints: at most {MAX_ENDPOINTS}, got {}",
+                self.endpoints.len()
+            ));
+        }
+        for e in &self.endpoints {
+            crate::metrics::Endpoint::parse(e)
+                .map_err(|err| format!("{field}.endpoints: {err}"))?;
+        }
+        if let Some(q) = self.quantile {
+            if !(0.0..=1.0).contains(&q) {
+                return Err(format!("{field}.quantile must be in [0, 1], got {q}"));
             }
         }
         Ok(())
@@ -321,8 +451,15 @@ impl WasmAutoscalerSpec {
                 self.history
             ));
         }
+        names::object_name("scaleTargetRef.name", &self.scale_target_ref.name)?;
         if self.metrics.is_empty() {
             return Err("metrics: at least one metric is needed".into());
+        }
+        if self.metrics.len() > MAX_METRICS {
+            return Err(format!(
+                "metrics: at most {MAX_METRICS} metrics, got {}",
+                self.metrics.len()
+            ));
         }
         for (i, m) in self.metrics.iter().enumerate() {
             if m.name.is_empty() {
@@ -336,25 +473,17 @@ impl WasmAutoscalerSpec {
                     "metrics[{i}]: set exactly one of prometheus, scrape"
                 ));
             }
-            if let Some(t) = m.prometheus.as_ref().and_then(|p| p.timeout.as_ref()) {
-                parse_duration(&format!("metrics[{i}].prometheus.timeout"), t)?;
+            if let Some(p) = &m.prometheus {
+                p.validate(&format!("metrics[{i}].prometheus"))?;
+            }
+            if let Some(s) = &m.scrape {
+                s.validate(&format!("metrics[{i}].scrape"))?;
             }
             if let Some(t) = &m.stale_after {
                 parse_duration(&format!("metrics[{i}].staleAfter"), t)?;
                 if m.prometheus.is_none() {
                     return Err(format!(
                         "metrics[{i}].staleAfter applies to prometheus metrics only"
-                    ));
-                }
-            }
-            for e in m.scrape.iter().flat_map(|s| &s.endpoints) {
-                crate::metrics::Endpoint::parse(e)
-                    .map_err(|err| format!("metrics[{i}].scrape.endpoints: {err}"))?;
-            }
-            if let Some(q) = m.scrape.as_ref().and_then(|s| s.quantile) {
-                if !(0.0..=1.0).contains(&q) {
-                    return Err(format!(
-                        "metrics[{i}].scrape.quantile must be in [0, 1], got {q}"
                     ));
                 }
             }
@@ -377,6 +506,7 @@ pub struct Manifests {
     /// Each autoscaler with the file it came from.
     pub autoscalers: Vec<(std::path::PathBuf, WasmAutoscaler)>,
     pub config_maps: Vec<k8s_openapi::api::core::v1::ConfigMap>,
+    pub secrets: Vec<k8s_openapi::api::core::v1::Secret>,
 }
 
 /// A manifest file that could not be read.
@@ -387,7 +517,10 @@ pub struct ManifestError {
     pub message: String,
 }
 
-/// Reads the `WasmAutoscaler` and `ConfigMap` documents of multi-document YAML files.
+/// Largest manifest file read (a ConfigMap holds at most 1 MiB).
+const MAX_MANIFEST_BYTES: u64 = 16 << 20;
+
+/// Reads the `WasmAutoscaler`, `ConfigMap` and `Secret` documents of multi-document YAML files.
 pub fn read_manifests(paths: &[std::path::PathBuf]) -> Result<Manifests, ManifestError> {
     let mut found = Manifests::default();
     for path in paths {
@@ -395,7 +528,9 @@ pub fn read_manifests(paths: &[std::path::PathBuf]) -> Result<Manifests, Manifes
             path: path.display().to_string(),
             message,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+        let bytes = crate::boundary::files::read_bounded(path, MAX_MANIFEST_BYTES)
+            .map_err(|e| fail(e.to_string()))?;
+        let text = String::from_utf8(bytes).map_err(|_| fail("not UTF-8 text".into()))?;
         for doc in serde_yaml::Deserializer::from_str(&text) {
             let value = serde_yaml::Value::deserialize(doc).map_err(|e| fail(e.to_string()))?;
             match value.get("kind").and_then(|k| k.as_str()) {
@@ -407,6 +542,9 @@ pub fn read_manifests(paths: &[std::path::PathBuf]) -> Result<Manifests, Manifes
                 Some("ConfigMap") => found.config_maps.push(
                     serde_yaml::from_value(value).map_err(|e| fail(format!("ConfigMap: {e}")))?,
                 ),
+                Some("Secret") => found
+                    .secrets
+                    .push(serde_yaml::from_value(value).map_err(|e| fail(format!("Secret: {e}")))?),
                 _ => {}
             }
         }
@@ -578,6 +716,90 @@ decider: {bundled: forecast, config: {metric: rps, capacityPerPod: 10}}
         let mut pin = spec(BASE);
         pin.decider.sha256 = Some("ABC".into());
         assert!(pin.validate().unwrap_err().contains("sha256"));
+    }
+
+    /// What a tenant could write to reach past its namespace or make the
+    /// operator spend without bound: each refused, naming the field.
+    #[test]
+    fn fields_a_tenant_could_abuse_are_bounded() {
+        let metric = |m: &str| format!("metrics: [{{name: rps, {m}}}]\n");
+        let cases = [
+            (
+                "scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: ../../kube-system/deployments/dns}".to_string(),
+                "scaleTargetRef.name",
+            ),
+            (
+                "decider: {configMapRef: {name: ../secrets/x, key: k}}".into(),
+                "decider.configMapRef.name",
+            ),
+            (
+                "decider: {configMapRef: {name: p, key: ../k}}".into(),
+                "decider.configMapRef.key",
+            ),
+            (
+                metric("prometheus: {address: \"http://p\", query: up, bearerTokenSecret: {name: \"a/b\", key: t}}"),
+                "bearerTokenSecret.name",
+            ),
+            (
+                metric("prometheus: {address: \"http://p\", query: up, bearerTokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token}"),
+                "bearerTokenFile and caFile were removed",
+            ),
+            (
+                metric("prometheus: {address: \"file:///etc/passwd\", query: up}"),
+                "http or https URL",
+            ),
+            (
+                metric("prometheus: {address: \"http://p\", query: up, timeout: 1h}"),
+                "at most 30s",
+            ),
+            (
+                metric("scrape: {port: 80, metric: m, path: \"@evil.example/x\"}"),
+                "must start with `/`",
+            ),
+            (
+                metric("scrape: {port: 80, metric: m, endpoints: [\"evil.example/x@10.0.0.1:80\"]}"),
+                "no valid host",
+            ),
+            (
+                "behavior: {scaleDown: {stabilizationSeconds: 31536000}}".into(),
+                "at most 3600",
+            ),
+            (
+                "behavior: {maxActions: {count: 1, windowSeconds: 31536000}}".into(),
+                "windowSeconds ≤ 3600",
+            ),
+            (
+                "behavior: {backoff: {initialSeconds: 0.000001, maxSeconds: 0.000001}}".into(),
+                "0.05 ≤ initialSeconds",
+            ),
+            ("behavior: {backoff: {attempts: 1000000}}".into(), "1..=10"),
+        ];
+        for (extra, want) in cases {
+            let text = if extra.starts_with("metrics:")
+                || extra.starts_with("decider:")
+                || extra.starts_with("scaleTargetRef:")
+            {
+                let key = extra.split(':').next().unwrap();
+                let kept: String = BASE
+                    .lines()
+                    .filter(|l| !l.starts_with(key))
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+                format!("{kept}{extra}\n")
+            } else {
+                format!("{BASE}{extra}\n")
+            };
+            let err = spec(&text).validate().unwrap_err();
+            assert!(err.contains(want), "{extra}: {err}");
+        }
+        let mut many = spec(BASE);
+        many.metrics = (0..17)
+            .map(|i| MetricSpec {
+                name: format!("m{i}"),
+                ..many.metrics[0].clone()
+            })
+            .collect();
+        assert!(many.validate().unwrap_err().contains("at most 16 metrics"));
     }
 
     #[test]

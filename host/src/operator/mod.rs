@@ -8,6 +8,7 @@ pub mod controller;
 pub mod crd;
 mod files;
 pub mod leader;
+pub mod load_gate;
 pub mod policies;
 pub mod status;
 pub mod target;
@@ -17,8 +18,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::Client;
+use std::net::IpAddr;
 
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::{Api, Client};
+
+use crate::boundary::credentials::AdminCredentials;
+use crate::boundary::egress::EgressPolicy;
+use crate::boundary::files::FileRoots;
 use crate::runtime::Runtime;
 
 pub use controller::Context;
@@ -58,6 +65,76 @@ pub struct Settings {
     pub identity: String,
     /// Timeout of one metric request.
     pub metric_timeout: Duration,
+    /// Folders `file` sources may be read from (none: `file` sources are refused).
+    pub file_roots: FileRoots,
+    /// Which addresses metric requests may reach.
+    pub egress: EgressPolicy,
+    /// Credentials the admin declared, which specs may name.
+    pub credentials: AdminCredentials,
+}
+
+impl Settings {
+    /// A replica called `identity` with the safe defaults: all namespaces,
+    /// no leader election, a 5 s metric timeout, no file roots, the default
+    /// egress rules and no admin credentials.
+    pub fn new(identity: &str) -> Self {
+        Settings {
+            namespace: None,
+            lease: None,
+            identity: identity.into(),
+            metric_timeout: Duration::from_secs(5),
+            file_roots: FileRoots::default(),
+            egress: EgressPolicy::default(),
+            credentials: AdminCredentials::default(),
+        }
+    }
+}
+
+/// The addresses of the Kubernetes API server, which metric requests never
+/// reach: the client's URL, the in-cluster service address and the
+/// endpoints of the `kubernetes` service (read when RBAC allows; see
+/// `deploy/operator/rbac.yaml`).
+pub async fn api_server_addresses(client: &Client, cluster_url: &http::Uri) -> Vec<IpAddr> {
+    let mut found = Vec::new();
+    let bare = |host: &str| {
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string()
+    };
+    let mut hosts = Vec::new();
+    if let Some(host) = cluster_url.host() {
+        hosts.push((bare(host), cluster_url.port_u16().unwrap_or(443)));
+    }
+    if let Ok(host) = std::env::var("KUBERNETES_SERVICE_HOST") {
+        hosts.push((bare(&host), 443));
+    }
+    for (host, port) in hosts {
+        match host.parse::<IpAddr>() {
+            Ok(ip) => found.push(ip),
+            Err(_) => match tokio::net::lookup_host((host.as_str(), port)).await {
+                Ok(addrs) => found.extend(addrs.map(|a| a.ip())),
+                Err(e) => tracing::warn!(%host, error = %e, "cannot resolve the API server's name"),
+            },
+        }
+    }
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    match slices.get_opt("kubernetes").await {
+        Ok(Some(slice)) => found.extend(
+            slice
+                .endpoints
+                .iter()
+                .flatten()
+                .flat_map(|e| e.addresses.iter())
+                .filter_map(|a| a.parse::<IpAddr>().ok()),
+        ),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the API server's endpoints; only its service address is refused to metric requests")
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
 }
 
 /// Runs the operator until `shutdown` completes: with a lease, only while

@@ -1,7 +1,8 @@
 //! Loading the policy components a `WasmAutoscaler` names: read the source
-//! (ConfigMap key, file or bundled), check the sha256 pin, compile off the
-//! async workers (cached by digest in the runtime), check the world and
-//! the configuration.
+//! (ConfigMap key, file inside the admin's roots, or bundled), check the
+//! sha256 pin, compile off the async workers (cached by digest in the
+//! runtime, within the compile budget, in the namespace's turn), check the
+//! world and the configuration.
 
 use std::sync::Arc;
 
@@ -9,17 +10,33 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{Api, Client};
 
 use super::crd::PolicySource;
+use super::load_gate::{LoadGate, LoadPermit};
+use crate::boundary::files::{FileError, FileRoots};
 use crate::bundled;
 use crate::pipeline::PolicySpec;
-use crate::runtime::{Digest, Runtime, World};
+use crate::runtime::{Digest, Runtime, RuntimeError, World, MAX_COMPONENT_BYTES};
 
 /// Why a policy could not be loaded.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum LoadError {
     #[error("{source_name}: {message}")]
     Source {
         source_name: String,
         message: String,
+    },
+    #[error("{source_name}: {error}")]
+    File {
+        source_name: String,
+        error: FileError,
+    },
+    /// A compressed value that is not what its key says, or expands past the limit.
+    #[error("{source_name}: {message}")]
+    Expand {
+        source_name: String,
+        message: String,
+        /// The stored value's stamp, so it is not expanded again.
+        stamp: String,
+        too_large: bool,
     },
     #[error("{source_name}: digest {actual} does not match the pinned sha256 {pinned}")]
     PinMismatch {
@@ -40,15 +57,94 @@ pub enum LoadError {
     },
 }
 
-/// Reads the bytes a source names.
+impl LoadError {
+    /// A stable label for the refusal metric.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LoadError::Source { .. } => "source_unavailable",
+            LoadError::File { error, .. } => error.kind(),
+            LoadError::Expand {
+                too_large: true, ..
+            } => "component_too_large",
+            LoadError::Expand { .. } => "decompress_failed",
+            LoadError::PinMismatch { .. } => "pin_mismatch",
+            LoadError::Runtime { error, .. } => match error {
+                RuntimeError::OverBudget(_) | RuntimeError::CompileTimeout(_) => {
+                    "compile_budget_exceeded"
+                }
+                e => e.kind(),
+            },
+            LoadError::WrongWorld { .. } => "wrong_world",
+        }
+    }
+
+    /// Whether the same source contents (and spec) would fail the same way
+    /// again, so the failure can be repeated without reading them again.
+    pub fn is_lasting(&self) -> bool {
+        match self {
+            LoadError::Source { .. } | LoadError::File { .. } => false,
+            LoadError::PinMismatch { .. }
+            | LoadError::WrongWorld { .. }
+            | LoadError::Expand { .. } => true,
+            LoadError::Runtime { error, .. } => {
+                error.is_lasting() || matches!(error, RuntimeError::Config(_))
+            }
+        }
+    }
+
+    /// Whether the tenant's input was refused by a rule (a path, a budget),
+    /// rather than failing on its own (a broken component).
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            LoadError::File { .. }
+                | LoadError::Expand {
+                    too_large: true,
+                    ..
+                }
+        ) || matches!(
+            self,
+            LoadError::Runtime {
+                error: RuntimeError::OverBudget(_) | RuntimeError::CompileTimeout(_),
+                ..
+            }
+        )
+    }
+}
+
+/// What a source holds now: a stamp that changes whenever its contents do,
+/// and the contents when they had to be read.
+pub struct Fetched {
+    /// The stored bytes' digest for a ConfigMap, the file's identity for a
+    /// file, the name for a bundled policy.
+    pub stamp: String,
+    /// The component; `None` when the stamp was one the caller knew.
+    pub bytes: Option<Vec<u8>>,
+    /// The load's place in the gate, held while the bytes are.
+    pub permit: Option<LoadPermit>,
+}
+
+/// Reads what a source names: a ConfigMap of `namespace` through the API, a
+/// file only inside `roots`, at most [`MAX_COMPONENT_BYTES`] either way.
+/// When its stamp is one of `known` (contents loaded or refused before),
+/// nothing is read, decompressed or held; otherwise the bytes are read
+/// inside `gate`.
 pub async fn read(
     client: &Client,
     namespace: &str,
     source: &PolicySource,
-) -> Result<Vec<u8>, LoadError> {
+    roots: &FileRoots,
+    gate: &LoadGate,
+    known: &[String],
+) -> Result<Fetched, LoadError> {
     let fail = |message: String| LoadError::Source {
         source_name: source.describe(),
         message,
+    };
+    let unchanged = |stamp: String| Fetched {
+        stamp,
+        bytes: None,
+        permit: None,
     };
     if let Some(r) = &source.config_map_ref {
         let maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
@@ -61,15 +157,65 @@ pub async fn read(
             .and_then(|mut d| d.remove(&r.key))
             .map(|b| b.0)
             .ok_or_else(|| fail(format!("the ConfigMap has no binaryData key `{}`", r.key)))?;
-        return decompress(&r.key, stored).map_err(fail);
+        let stamp = format!("configmap:{}", Digest::of(&stored).hex());
+        if known.contains(&stamp) {
+            return Ok(unchanged(stamp));
+        }
+        let mut permit = gate.enter(namespace).await;
+        let key = r.key.clone();
+        let bytes = tokio::task::spawn_blocking(move || decompress(&key, stored))
+            .await
+            .expect("decompressing does not panic")
+            .map_err(|e| LoadError::Expand {
+                source_name: source.describe(),
+                too_large: matches!(e, ExpandError::TooLarge(_)),
+                message: e.to_string(),
+                stamp: stamp.clone(),
+            })?;
+        permit.shrink_to(bytes.len());
+        return Ok(Fetched {
+            stamp,
+            bytes: Some(bytes),
+            permit: Some(permit),
+        });
     }
     if let Some(path) = &source.file {
-        return tokio::fs::read(path)
+        let file_error = |error| LoadError::File {
+            source_name: source.describe(),
+            error,
+        };
+        let (r, p) = (roots.clone(), path.clone());
+        let stamp = tokio::task::spawn_blocking(move || r.identity(None, &p))
             .await
-            .map_err(|e| fail(format!("cannot read the file: {e}")));
+            .expect("reading metadata does not panic")
+            .map_err(file_error)?;
+        if known.contains(&stamp) {
+            return Ok(unchanged(stamp));
+        }
+        let mut permit = gate.enter(namespace).await;
+        let (r, p) = (roots.clone(), path.clone());
+        let bytes = tokio::task::spawn_blocking(move || r.read(None, &p, MAX_COMPONENT_BYTES))
+            .await
+            .expect("reading a file does not panic")
+            .map_err(file_error)?;
+        permit.shrink_to(bytes.len());
+        return Ok(Fetched {
+            stamp,
+            bytes: Some(bytes),
+            permit: Some(permit),
+        });
     }
     if let Some(name) = &source.bundled {
-        return bundled::require(name).map(<[u8]>::to_vec).map_err(fail);
+        let stamp = format!("bundled:{name}");
+        if known.contains(&stamp) {
+            return Ok(unchanged(stamp));
+        }
+        let bytes = bundled::require(name).map(<[u8]>::to_vec).map_err(fail)?;
+        return Ok(Fetched {
+            stamp,
+            bytes: Some(bytes),
+            permit: None,
+        });
     }
     Err(fail("no source set".into()))
 }
@@ -77,21 +223,18 @@ pub async fn read(
 /// Most bytes a ConfigMap may hold (the API server's limit).
 pub const CONFIGMAP_MAX_BYTES: usize = 1 << 20;
 
-/// Most bytes a compressed ConfigMap value may expand to.
-pub const MAX_COMPONENT_BYTES: usize = 64 << 20;
-
 /// The component stored under `key`: gzip-compressed when the key ends in
 /// `.gz`, zstd-compressed when it ends in `.zst`, as is otherwise. (A
 /// ConfigMap holds at most 1 MiB; Python and JavaScript components are
 /// 10–20 MB and compress to a few.)
-pub fn decompress(key: &str, stored: Vec<u8>) -> Result<Vec<u8>, String> {
+pub fn decompress(key: &str, stored: Vec<u8>) -> Result<Vec<u8>, ExpandError> {
     use std::io::Read;
     let reader: Box<dyn Read> = if key.ends_with(".gz") {
         Box::new(flate2::read::GzDecoder::new(stored.as_slice()))
     } else if key.ends_with(".zst") {
         Box::new(
             ruzstd::decoding::StreamingDecoder::new(stored.as_slice())
-                .map_err(|e| format!("`{key}` is not zstd data: {e}"))?,
+                .map_err(|e| ExpandError::Invalid(format!("`{key}` is not zstd data: {e}")))?,
         )
     } else {
         return Ok(stored);
@@ -99,29 +242,39 @@ pub fn decompress(key: &str, stored: Vec<u8>) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     // One byte past the cap tells "too large" from "exactly at the cap".
     reader
-        .take(MAX_COMPONENT_BYTES as u64 + 1)
+        .take(MAX_COMPONENT_BYTES + 1)
         .read_to_end(&mut out)
-        .map_err(|e| format!("cannot decompress `{key}`: {e}"))?;
-    if out.len() > MAX_COMPONENT_BYTES {
-        return Err(format!(
-            "`{key}` decompresses to more than {} MiB",
-            MAX_COMPONENT_BYTES >> 20
-        ));
+        .map_err(|e| ExpandError::Invalid(format!("cannot decompress `{key}`: {e}")))?;
+    if out.len() as u64 > MAX_COMPONENT_BYTES {
+        return Err(ExpandError::TooLarge(key.to_string()));
     }
     Ok(out)
 }
 
-/// Turns bytes into a checked policy for `world`, compiling off the async workers.
+/// Why a compressed value could not be expanded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExpandError {
+    /// Not the compression its key says, or damaged.
+    #[error("{0}")]
+    Invalid(String),
+    /// Larger than any component may be.
+    #[error("`{0}` decompresses to more than 64 MiB")]
+    TooLarge(String),
+}
+
+/// Turns bytes into a checked policy for `world`, compiling off the async
+/// workers in `namespace`'s turn.
 pub async fn load(
     runtime: &Arc<Runtime>,
+    namespace: &str,
     source: &PolicySource,
     bytes: Vec<u8>,
     world: World,
 ) -> Result<PolicySpec, LoadError> {
     let runtime = Arc::clone(runtime);
-    let source = source.clone();
+    let (namespace, source) = (namespace.to_string(), source.clone());
     // Compiling takes tens of milliseconds to seconds.
-    tokio::task::spawn_blocking(move || check(&runtime, &source, &bytes, world))
+    tokio::task::spawn_blocking(move || check_for(&runtime, &namespace, &source, &bytes, world))
         .await
         .expect("policy loading does not panic")
 }
@@ -130,6 +283,17 @@ pub async fn load(
 /// digest), world, configuration.
 pub fn check(
     runtime: &Runtime,
+    source: &PolicySource,
+    bytes: &[u8],
+    world: World,
+) -> Result<PolicySpec, LoadError> {
+    check_for(runtime, "local", source, bytes, world)
+}
+
+/// [`check`] on behalf of `tenant`, whose compile waits its turn among tenants.
+pub fn check_for(
+    runtime: &Runtime,
+    tenant: &str,
     source: &PolicySource,
     bytes: &[u8],
     world: World,
@@ -149,7 +313,7 @@ pub fn check(
         source_name: source_name.clone(),
         error,
     };
-    let policy = runtime.load(bytes).map_err(runtime_error)?;
+    let policy = runtime.load_for(tenant, bytes).map_err(runtime_error)?;
     if policy.world() != world {
         return Err(LoadError::WrongWorld {
             source_name,
@@ -209,9 +373,11 @@ mod tests {
         );
         assert!(decompress("policy.wasm.gz", b"not gzip".to_vec())
             .unwrap_err()
+            .to_string()
             .contains("cannot decompress"));
         assert!(decompress("policy.wasm.zst", b"not zstd".to_vec())
             .unwrap_err()
+            .to_string()
             .contains("zstd"));
         let mut bomb = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         let zeros = vec![0u8; 1 << 20];
@@ -219,6 +385,7 @@ mod tests {
             bomb.write_all(&zeros).unwrap();
         }
         let err = decompress("policy.wasm.gz", bomb.finish().unwrap()).unwrap_err();
-        assert!(err.contains("more than 64 MiB"), "{err}");
+        assert_eq!(err, ExpandError::TooLarge("policy.wasm.gz".into()));
+        assert!(err.to_string().contains("more than 64 MiB"), "{err}");
     }
 }

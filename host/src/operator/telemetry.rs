@@ -46,6 +46,12 @@ struct ErrorKind {
     kind: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Refusal {
+    namespace: String,
+    reason: &'static str,
+}
+
 /// The operator's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -58,6 +64,7 @@ pub struct Metrics {
     reconcile_lag_seconds: Histogram,
     reconcile_errors: Family<ErrorKind, Counter>,
     reloads: Family<Outcome, Counter>,
+    refusals: Family<Refusal, Counter>,
     leader: Gauge,
 }
 
@@ -118,6 +125,12 @@ impl Default for Metrics {
             "Policy components loaded or rejected, by outcome",
             reloads.clone(),
         );
+        let refusals = Family::<Refusal, Counter>::default();
+        registry.register(
+            "refusals",
+            "Tenant input refused by a rule (a file outside the allowed folders, an address egress does not allow, a Secret not granted, a component over the compile budget, an invalid spec), by namespace and reason; counted when reported",
+            refusals.clone(),
+        );
         let leader = Gauge::default();
         registry.register(
             "leader",
@@ -135,6 +148,7 @@ impl Default for Metrics {
             reconcile_lag_seconds,
             reconcile_errors,
             reloads,
+            refusals,
             leader,
         }
     }
@@ -185,6 +199,16 @@ impl Metrics {
                 autoscaler: autoscaler.into(),
                 metric: metric.into(),
                 kind,
+            })
+            .inc();
+    }
+
+    /// Counts a refusal of a tenant's input.
+    pub fn refusal(&self, namespace: &str, reason: &'static str) {
+        self.refusals
+            .get_or_create(&Refusal {
+                namespace: namespace.into(),
+                reason,
             })
             .inc();
     }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// Why a component could not be loaded or a policy call failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum RuntimeError {
     /// The bytes are not a WebAssembly binary at all.
     #[error("not a WebAssembly component: the file does not start with the `\\0asm` header")]
@@ -14,6 +14,16 @@ pub enum RuntimeError {
     /// The component failed validation or compilation.
     #[error("invalid component: {0}")]
     Compile(String),
+    /// The component would cost more to compile than the budget allows.
+    #[error("component over the compile budget: {0}")]
+    OverBudget(String),
+    /// Compiling took longer by the clock than the budget allows (the
+    /// machine may have been busy; tried again later).
+    #[error("compiling took longer than {0:?} and was stopped")]
+    CompileTimeout(Duration),
+    /// The compile worker could not be run.
+    #[error("the compile worker failed: {0}")]
+    Worker(String),
     /// The component imports something the sandbox does not provide.
     #[error("component imports `{0}`, which the host does not provide (policies get only WASI and `wasm-autoscaler:policy/log`)")]
     UnsupportedImport(String),
@@ -47,6 +57,9 @@ impl RuntimeError {
             RuntimeError::NotWasm => "not_wasm",
             RuntimeError::CoreModule => "core_module",
             RuntimeError::Compile(_) => "compile",
+            RuntimeError::OverBudget(_) => "over_budget",
+            RuntimeError::CompileTimeout(_) => "compile_timeout",
+            RuntimeError::Worker(_) => "compile_worker",
             RuntimeError::UnsupportedImport(_) => "unsupported_import",
             RuntimeError::WrongWorld(_) => "wrong_world",
             RuntimeError::Timeout(_) => "timeout",
@@ -56,5 +69,19 @@ impl RuntimeError {
             RuntimeError::Config(_) => "invalid_config",
             RuntimeError::Cache(_) => "cache",
         }
+    }
+}
+
+impl RuntimeError {
+    /// Whether the same bytes would fail the same way again (so the refusal
+    /// can be remembered by digest instead of compiling them again).
+    pub fn is_lasting(&self) -> bool {
+        matches!(
+            self,
+            RuntimeError::NotWasm
+                | RuntimeError::CoreModule
+                | RuntimeError::Compile(_)
+                | RuntimeError::OverBudget(_)
+        )
     }
 }

@@ -9,9 +9,12 @@
 //! instance. [`InstanceMode::PerCall`] gives every call a fresh instance.
 
 pub mod bindings;
+mod budget;
 mod disk_cache;
 mod error;
+mod isolate;
 mod policy;
+mod queue;
 mod sandbox;
 pub mod synthetic;
 
@@ -26,15 +29,22 @@ use sha2::{Digest as _, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::Engine;
 
+pub use budget::{CompileBudget, Shape};
 pub use error::RuntimeError;
+pub use isolate::{worker_main, WorkerCommand};
 pub use policy::{Instance, InstanceMode, Policy, PolicyInfo, Session, World};
 pub use sandbox::{GuestLine, Limits};
 
 use disk_cache::DiskCache;
+use queue::CompileQueue;
 use sandbox::Sandbox;
 
 /// How often the epoch advances; deadlines are rounded up to it.
 const EPOCH_TICK: Duration = Duration::from_millis(2);
+/// Largest component accepted from any source (a file, or a ConfigMap value once decompressed).
+pub const MAX_COMPONENT_BYTES: u64 = 64 << 20;
+/// Digests whose compile was refused, remembered so the same bytes are not compiled again.
+const MAX_REMEMBERED_REFUSALS: usize = 4096;
 
 /// Settings of the runtime, with safe defaults.
 #[derive(Debug, Clone)]
@@ -48,6 +58,14 @@ pub struct RuntimeConfig {
     /// A folder for compiled components, so a restart does not recompile;
     /// none keeps them in memory only.
     pub cache_dir: Option<PathBuf>,
+    /// What one component's compile may cost.
+    pub compile_budget: CompileBudget,
+    /// Where compiles run: a child process started with this command, which
+    /// enforces the budget's CPU and memory limits; in this process when
+    /// absent (then only the budget's size limits hold).
+    pub compile_worker: Option<WorkerCommand>,
+    /// How many compiles may run at once.
+    pub compile_slots: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -57,6 +75,9 @@ impl Default for RuntimeConfig {
             limits: Limits::default(),
             instance_mode: InstanceMode::PerTarget,
             cache_dir: None,
+            compile_budget: CompileBudget::default(),
+            compile_worker: None,
+            compile_slots: 1,
         }
     }
 }
@@ -101,10 +122,12 @@ struct Inner {
     compiled: Mutex<HashMap<Digest, Component>>,
     /// One lock per digest being compiled, so it is compiled once.
     compiling: Mutex<HashMap<Digest, Arc<Mutex<()>>>>,
-    /// Held while compiling: one compile at a time. Compiling an 18 MB
+    /// Compile slots, shared fairly between tenants. Compiling an 18 MB
     /// Python or JavaScript policy takes ~350 MB for seconds (and already
     /// uses every core), so several at once would only add memory.
-    compile_slot: Mutex<()>,
+    compile_queue: CompileQueue,
+    /// Digests whose compile was refused, with the reason.
+    refused: Mutex<HashMap<Digest, RuntimeError>>,
     /// Compiled components kept across restarts, when configured.
     disk: Option<DiskCache>,
     /// How many components were compiled (not taken from a cache).
@@ -123,10 +146,8 @@ impl Drop for Inner {
 impl Runtime {
     /// Creates the engine and starts the epoch ticker that enforces deadlines.
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
-        let mut wasm = wasmtime::Config::new();
-        wasm.wasm_component_model(true);
-        wasm.epoch_interruption(true);
-        let engine = Engine::new(&wasm).map_err(|e| RuntimeError::Compile(e.to_string()))?;
+        let engine =
+            Engine::new(&engine_config()).map_err(|e| RuntimeError::Compile(e.to_string()))?;
 
         let mut linker = Linker::<Sandbox>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
@@ -142,6 +163,7 @@ impl Runtime {
             None => None,
         };
         let stop_ticker = Arc::new(AtomicBool::new(false));
+        let compile_slots = config.compile_slots;
         let inner = Arc::new(Inner {
             disk,
             disk_hits: Default::default(),
@@ -150,7 +172,8 @@ impl Runtime {
             config,
             compiled: Mutex::new(HashMap::new()),
             compiling: Mutex::new(HashMap::new()),
-            compile_slot: Mutex::new(()),
+            compile_queue: CompileQueue::new(compile_slots),
+            refused: Mutex::new(HashMap::new()),
             compilations: Default::default(),
             stop_ticker: stop_ticker.clone(),
         });
@@ -172,17 +195,32 @@ impl Runtime {
     /// Compiles `bytes`, or takes the compiled component from the cache when
     /// the same digest was compiled before, and links it against the sandbox.
     pub fn load(&self, bytes: &[u8]) -> Result<Policy, RuntimeError> {
+        self.load_for("local", bytes)
+    }
+
+    /// [`Runtime::load`] on behalf of `tenant` (the namespace asking), whose
+    /// compile waits its turn among tenants.
+    pub fn load_for(&self, tenant: &str, bytes: &[u8]) -> Result<Policy, RuntimeError> {
         let digest = Digest::of(bytes);
-        let component = self.compile(digest, bytes)?;
+        let component = self.compile(tenant, digest, bytes)?;
         Policy::new(self.clone(), digest, bytes.len(), component)
     }
 
-    /// Compiles a component, caching the result by digest in memory (and on
-    /// disk when configured). Concurrent requests for the same digest
-    /// compile it once: the others wait.
-    pub fn compile(&self, digest: Digest, bytes: &[u8]) -> Result<Component, RuntimeError> {
+    /// Compiles a component within the budget, caching the result by digest
+    /// in memory (and on disk when configured). Concurrent requests for the
+    /// same digest compile it once: the others wait. A refused digest is
+    /// refused again at once.
+    pub fn compile(
+        &self,
+        tenant: &str,
+        digest: Digest,
+        bytes: &[u8],
+    ) -> Result<Component, RuntimeError> {
         if let Some(c) = self.cached(&digest) {
             return Ok(c);
+        }
+        if let Some(e) = self.refusal(&digest) {
+            return Err(e);
         }
         let gate = Arc::clone(
             self.inner
@@ -196,7 +234,9 @@ impl Runtime {
         if let Some(c) = self.cached(&digest) {
             return Ok(c);
         }
-        check_header(bytes)?;
+        if let Some(e) = self.refusal(&digest) {
+            return Err(e);
+        }
         let disk = self.inner.disk.as_ref();
         let component = match disk.and_then(|d| d.load(&self.inner.engine, &digest)) {
             Some(component) => {
@@ -204,10 +244,11 @@ impl Runtime {
                 component
             }
             None => {
-                let _slot = self.inner.compile_slot.lock().expect("compile slot");
-                self.inner.compilations.fetch_add(1, Ordering::Relaxed);
-                let component = Component::new(&self.inner.engine, bytes)
-                    .map_err(|e| RuntimeError::Compile(format!("{e:#}")))?;
+                let component = self.compile_new(tenant, bytes).inspect_err(|e| {
+                    if e.is_lasting() {
+                        self.remember_refusal(digest, e.clone());
+                    }
+                })?;
                 if let Some(disk) = disk {
                     disk.store(&digest, &component);
                 }
@@ -220,6 +261,49 @@ impl Runtime {
             .expect("compile cache lock")
             .insert(digest, component.clone());
         Ok(component)
+    }
+
+    /// Checks what can be checked cheaply, then compiles in a slot of the
+    /// fair queue: in a limited child process when configured.
+    fn compile_new(&self, tenant: &str, bytes: &[u8]) -> Result<Component, RuntimeError> {
+        if bytes.len() as u64 > MAX_COMPONENT_BYTES {
+            return Err(RuntimeError::OverBudget(format!(
+                "it is {} bytes, above the {} MiB limit",
+                bytes.len(),
+                MAX_COMPONENT_BYTES >> 20
+            )));
+        }
+        check_header(bytes)?;
+        let budget = &self.inner.config.compile_budget;
+        Shape::of(bytes)?.check(budget)?;
+        let _slot = self.inner.compile_queue.acquire(tenant);
+        self.inner.compilations.fetch_add(1, Ordering::Relaxed);
+        match &self.inner.config.compile_worker {
+            None => Component::new(&self.inner.engine, bytes)
+                .map_err(|e| RuntimeError::Compile(format!("{e:#}"))),
+            Some(worker) => {
+                let artifact = isolate::compile(worker, budget, bytes)?;
+                deserialize_artifact(&self.inner.engine, &artifact)
+            }
+        }
+    }
+
+    fn refusal(&self, digest: &Digest) -> Option<RuntimeError> {
+        self.inner
+            .refused
+            .lock()
+            .expect("refusal cache lock")
+            .get(digest)
+            .cloned()
+    }
+
+    fn remember_refusal(&self, digest: Digest, error: RuntimeError) {
+        let mut refused = self.inner.refused.lock().expect("refusal cache lock");
+        // Bounded: past the cap the oldest knowledge is simply dropped.
+        if refused.len() >= MAX_REMEMBERED_REFUSALS {
+            refused.clear();
+        }
+        refused.insert(digest, error);
     }
 
     /// How many components this runtime compiled (cache hits not counted).
@@ -258,6 +342,29 @@ impl Runtime {
     fn linker(&self) -> &Linker<Sandbox> {
         &self.inner.linker
     }
+}
+
+/// The engine configuration, shared by the runtime and its compile workers
+/// (an artifact only loads into an engine configured the same way).
+pub(crate) fn engine_config() -> wasmtime::Config {
+    let mut wasm = wasmtime::Config::new();
+    wasm.wasm_component_model(true);
+    wasm.epoch_interruption(true);
+    wasm
+}
+
+/// Loads what a compile worker produced.
+#[allow(unsafe_code)]
+fn deserialize_artifact(engine: &Engine, artifact: &[u8]) -> Result<Component, RuntimeError> {
+    // SAFETY: `Component::deserialize` trusts the bytes to be wasmtime's own
+    // output. They come from a child process of this same binary, started by
+    // `isolate::compile` with a cleared environment, that compiled the
+    // component with this engine's configuration and wrote the artifact to a
+    // pipe only this process reads; wasmtime itself refuses an artifact of
+    // another version or configuration. Trusting it is trusting our own
+    // compiler, as compiling in this process would.
+    unsafe { Component::deserialize(engine, artifact) }
+        .map_err(|e| RuntimeError::Compile(format!("loading the compiled component: {e:#}")))
 }
 
 /// Tells a text file or a core module from a component before wasmtime does,

@@ -6,6 +6,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+/// Longest stabilization or action window (the HPA allows an hour too).
+pub const MAX_WINDOW_SECONDS: u64 = 3600;
+const MIN_BACKOFF_SECONDS: f64 = 0.05;
+const MAX_BACKOFF_SECONDS: f64 = 60.0;
+const MAX_ATTEMPTS: u32 = 10;
+
 /// Limits on scaling, shared by every policy of a target.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
@@ -57,6 +63,13 @@ impl Behavior {
     /// Checks the settings, naming the first bad field.
     pub fn validate(&self) -> Result<(), String> {
         for (name, rules) in [("scaleUp", &self.scale_up), ("scaleDown", &self.scale_down)] {
+            // Each tick inside the window is remembered: the window bounds that memory.
+            if rules.stabilization_seconds > MAX_WINDOW_SECONDS {
+                return Err(format!(
+                    "behavior.{name}.stabilizationSeconds must be at most {MAX_WINDOW_SECONDS}, got {}",
+                    rules.stabilization_seconds
+                ));
+            }
             if let Some(p) = rules.max_step_percent {
                 if !(p.is_finite() && p > 0.0) {
                     return Err(format!(
@@ -69,17 +82,29 @@ impl Behavior {
             }
         }
         if let Some(w) = &self.max_actions {
-            if w.count == 0 || w.window_seconds == 0 {
-                return Err("behavior.maxActions needs count ≥ 1 and windowSeconds ≥ 1".into());
+            if w.count == 0 || w.window_seconds == 0 || w.window_seconds > MAX_WINDOW_SECONDS {
+                return Err(format!(
+                    "behavior.maxActions needs count ≥ 1 and 1 ≤ windowSeconds ≤ {MAX_WINDOW_SECONDS}"
+                ));
             }
         }
         let b = &self.backoff;
+        // The floor and the attempt cap bound the requests a failing target sends per tick.
         if !(b.initial_seconds.is_finite()
-            && b.initial_seconds > 0.0
+            && b.initial_seconds >= MIN_BACKOFF_SECONDS
             && b.max_seconds.is_finite()
-            && b.max_seconds >= b.initial_seconds)
+            && b.max_seconds >= b.initial_seconds
+            && b.max_seconds <= MAX_BACKOFF_SECONDS)
         {
-            return Err("behavior.backoff needs 0 < initialSeconds ≤ maxSeconds (finite)".into());
+            return Err(format!(
+                "behavior.backoff needs {MIN_BACKOFF_SECONDS} ≤ initialSeconds ≤ maxSeconds ≤ {MAX_BACKOFF_SECONDS}"
+            ));
+        }
+        if !(1..=MAX_ATTEMPTS).contains(&b.attempts) {
+            return Err(format!(
+                "behavior.backoff.attempts must be in 1..={MAX_ATTEMPTS}, got {}",
+                b.attempts
+            ));
         }
         if self.fallback.after_failures == 0 {
             return Err("behavior.fallback.afterFailures must be ≥ 1".into());
@@ -92,7 +117,8 @@ impl Behavior {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct DirectionRules {
-    /// The decision applied is the least extreme one seen within this many seconds.
+    /// The decision applied is the least extreme one seen within this many seconds (at most 3600).
+    #[schemars(range(max = 3600))]
     pub stabilization_seconds: u64,
     /// One action may add or remove at most this many pods…
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -137,7 +163,10 @@ fn max_of(a: Option<u32>, b: Option<u32>) -> Option<u32> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ActionWindow {
+    #[schemars(range(min = 1))]
     pub count: u32,
+    /// At most 3600.
+    #[schemars(range(min = 1, max = 3600))]
     pub window_seconds: u64,
 }
 
@@ -165,11 +194,14 @@ impl Default for Fallback {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Backoff {
-    /// Wait before the first retry; doubled after each failure.
+    /// Wait before the first retry (at least 0.05); doubled after each failure.
+    #[schemars(range(min = 0.05))]
     pub initial_seconds: f64,
-    /// Longest wait between two attempts.
+    /// Longest wait between two attempts (at most 60).
+    #[schemars(range(max = 60.0))]
     pub max_seconds: f64,
-    /// Most attempts per tick, the first included.
+    /// Most attempts per tick, the first included (1 to 10).
+    #[schemars(range(min = 1, max = 10))]
     pub attempts: u32,
 }
 

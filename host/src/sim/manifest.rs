@@ -9,9 +9,10 @@ use k8s_openapi::api::core::v1::ConfigMap;
 
 use super::setup::{Setup, SetupError};
 use super::METRICS;
+use crate::boundary::files::FileRoots;
 use crate::operator::crd::{read_manifests, PolicySource};
 use crate::operator::policies;
-use crate::runtime::{Runtime, World};
+use crate::runtime::{Runtime, World, MAX_COMPONENT_BYTES};
 
 /// A manifest's set-up and the target bounds it sets for the replay.
 pub struct Manifest {
@@ -26,11 +27,15 @@ pub struct Manifest {
 /// documents may hold the ConfigMaps its policies come from (as
 /// `kubectl create configmap … --dry-run=client -o yaml` writes them).
 /// `aliases` maps manifest metric names to the simulated `rps` or
-/// `utilization`; metrics already called that need no alias.
+/// `utilization`; metrics already called that need no alias. `file` sources
+/// are read as the operator reads them — bounded, regular files only —
+/// relative to the manifest and only inside `roots` (the manifest's folder
+/// when empty).
 pub fn from_manifest(
     runtime: &Runtime,
     paths: &[PathBuf],
     aliases: &BTreeMap<String, String>,
+    roots: &[PathBuf],
 ) -> Result<Manifest, SetupError> {
     let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     let invalid = |message: String| SetupError::Invalid {
@@ -53,12 +58,22 @@ pub fn from_manifest(
         setup: name.clone(),
         message: m,
     })?;
-    let base = path.parent().unwrap_or(Path::new("."));
+    let base = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let roots = if roots.is_empty() {
+        vec![base.clone()]
+    } else {
+        roots.to_vec()
+    };
+    let roots = FileRoots::new(roots).map_err(|e| invalid(format!("file roots: {e}")))?;
     let load = |source: &PolicySource, world| -> Result<_, SetupError> {
-        let bytes = read_offline(source, base, &maps).map_err(|message| SetupError::Setup {
-            setup: name.clone(),
-            message: format!("{}: {message}", source.describe()),
-        })?;
+        let bytes =
+            read_offline(source, &base, &roots, &maps).map_err(|message| SetupError::Setup {
+                setup: name.clone(),
+                message: format!("{}: {message}", source.describe()),
+            })?;
         policies::check(runtime, source, &bytes, world).map_err(|e| SetupError::Setup {
             setup: name.clone(),
             message: e.to_string(),
@@ -102,14 +117,21 @@ pub fn from_manifest(
 }
 
 /// A policy's bytes without a cluster: bundled, a file relative to the
-/// manifest, or a ConfigMap in the same file.
-fn read_offline(source: &PolicySource, base: &Path, maps: &[ConfigMap]) -> Result<Vec<u8>, String> {
+/// manifest (inside `roots`), or a ConfigMap in the given files, decompressed
+/// as the operator would.
+fn read_offline(
+    source: &PolicySource,
+    base: &Path,
+    roots: &FileRoots,
+    maps: &[ConfigMap],
+) -> Result<Vec<u8>, String> {
     if let Some(name) = &source.bundled {
         return crate::bundled::require(name).map(<[u8]>::to_vec);
     }
     if let Some(file) = &source.file {
-        let path = base.join(file);
-        return std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()));
+        return roots
+            .read(Some(base), file, MAX_COMPONENT_BYTES)
+            .map_err(|e| e.to_string());
     }
     if let Some(r) = &source.config_map_ref {
         let map = maps
@@ -121,12 +143,13 @@ fn read_offline(source: &PolicySource, base: &Path, maps: &[ConfigMap]) -> Resul
                     r.name
                 )
             })?;
-        return map
+        let stored = map
             .binary_data
             .as_ref()
             .and_then(|d| d.get(&r.key))
             .map(|b| b.0.clone())
-            .ok_or_else(|| format!("ConfigMap `{}` has no binaryData key `{}`", r.name, r.key));
+            .ok_or_else(|| format!("ConfigMap `{}` has no binaryData key `{}`", r.name, r.key))?;
+        return policies::decompress(&r.key, stored).map_err(|e| e.to_string());
     }
     Err("no source set".into())
 }

@@ -51,6 +51,8 @@ pub struct Seen {
     /// The status it was answered with.
     pub status: u16,
     pub body: String,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 struct Shared {
@@ -62,8 +64,8 @@ struct Shared {
     /// Pods made by the built-in ReplicaSet controller start this long ago,
     /// so tests choose whether new pods are warm.
     pod_age: Mutex<Duration>,
-    /// When set, requests need a rule that allows them (403 otherwise).
-    rbac: Mutex<Option<Vec<rbac::Rule>>>,
+    /// When set, requests need a grant that allows them (403 otherwise).
+    rbac: Mutex<Option<Vec<rbac::Grant>>>,
 }
 
 /// A running test API server; stops when dropped.
@@ -108,6 +110,17 @@ impl ApiServer {
         ApiServer { addr, shared, task }
     }
 
+    /// A kubeconfig for a separate process (the operator binary) to reach this server.
+    pub fn kubeconfig(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: test\n\
+             clusters: [{{name: test, cluster: {{server: \"{}\"}}}}]\n\
+             users: [{{name: operator, user: {{}}}}]\n\
+             contexts: [{{name: test, context: {{cluster: test, user: operator, namespace: default}}}}]\n",
+            self.url()
+        )
+    }
+
     /// The server's base URL.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
@@ -146,6 +159,26 @@ impl ApiServer {
             .find(|r| r.kind == kind)
             .expect("known kind");
         self.shared.store.lock().unwrap().get(res, namespace, name)
+    }
+
+    /// Condition `type_` of the `WasmAutoscaler` `name`: status, reason, message.
+    pub fn condition(
+        &self,
+        namespace: &str,
+        name: &str,
+        type_: &str,
+    ) -> Option<(String, String, String)> {
+        let object = self.get("WasmAutoscaler", namespace, name)?;
+        let c = object["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == type_)?
+            .clone();
+        Some((
+            c["status"].as_str()?.to_string(),
+            c["reason"].as_str()?.to_string(),
+            c["message"].as_str()?.to_string(),
+        ))
     }
 
     /// All objects of `kind` in `namespace`.
@@ -215,11 +248,11 @@ impl ApiServer {
         self.drop_watches();
     }
 
-    /// Refuses, from now on, every request `rules` do not allow (as the
+    /// Refuses, from now on, every request `grants` do not allow (as the
     /// operator's ServiceAccount would be refused). Objects made through this
     /// handle are not subject to it.
-    pub fn enforce_rbac(&self, rules: Vec<rbac::Rule>) {
-        *self.shared.rbac.lock().unwrap() = Some(rules);
+    pub fn enforce_rbac(&self, grants: Vec<rbac::Grant>) {
+        *self.shared.rbac.lock().unwrap() = Some(grants);
     }
 
     /// Sets how long ago pods made from now on started.
@@ -281,6 +314,7 @@ struct Target<'a> {
 }
 
 async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let at = std::time::Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or("").to_string();
@@ -310,6 +344,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         query,
         status,
         body: String::from_utf8_lossy(&body).into_owned(),
+        at,
     });
     response
 }
@@ -361,7 +396,7 @@ async fn serve(
         return not_found(path);
     }
     let watch = params.get("watch").is_some_and(|w| w == "true" || w == "1");
-    if let Some(rules) = shared.rbac.lock().unwrap().as_ref() {
+    if let Some(grants) = shared.rbac.lock().unwrap().as_ref() {
         let verb = match (method, target.name) {
             (&Method::GET, None) if watch => "watch",
             (&Method::GET, None) => "list",
@@ -376,9 +411,20 @@ async fn serve(
             Some(sub) => format!("{}/{sub}", res.plural),
             None => res.plural.to_string(),
         };
-        if !rbac::allows(rules, group, &resource, verb, target.name) {
+        if !rbac::allows(
+            grants,
+            target.namespace,
+            group,
+            &resource,
+            verb,
+            target.name,
+        ) {
+            let scope = match target.namespace {
+                Some(ns) => format!("in the namespace \"{ns}\""),
+                None => "at the cluster scope".to_string(),
+            };
             let message = format!(
-                "forbidden: cannot {verb} resource \"{resource}\" in API group \"{group}\""
+                "forbidden: cannot {verb} resource \"{resource}\" in API group \"{group}\" {scope}"
             );
             return (403, status_response(403, "Forbidden", &message));
         }

@@ -71,6 +71,15 @@ pub static RESOURCES: &[Resource] = &[
         true,
         false,
     ),
+    res("", "v1", "secrets", "Secret", false, false),
+    res(
+        "discovery.k8s.io",
+        "v1",
+        "endpointslices",
+        "EndpointSlice",
+        false,
+        false,
+    ),
 ];
 
 /// A change, as a watch reports it.
@@ -351,8 +360,8 @@ impl Store {
     /// ReplicaSet controller and kubelet would; new pods started `age` ago
     /// and are Ready at once.
     pub fn reconcile_pods(&mut self, ns: &str, deployment: &Value, age: Duration) {
-        let pods_res = &RESOURCES[0];
-        let deploy_res = &RESOURCES[3];
+        let by_kind = |kind| RESOURCES.iter().find(|r| r.kind == kind).expect("served");
+        let (pods_res, deploy_res) = (by_kind("Pod"), by_kind("Deployment"));
         let name = deployment["metadata"]["name"]
             .as_str()
             .unwrap_or_default()
@@ -449,6 +458,9 @@ impl Store {
         mut object: Value,
         type_: &'static str,
     ) -> Value {
+        if res.kind == "Secret" {
+            fold_string_data(&mut object);
+        }
         self.version += 1;
         object["metadata"]["resourceVersion"] = json!(self.version.to_string());
         self.objects.insert(key(res, ns, name), object.clone());
@@ -514,6 +526,21 @@ pub fn selector_matches(selector: &str, object: &Value) -> bool {
                 labels.get(req).is_some()
             }
         })
+}
+
+/// A Secret's `stringData` goes into `data` (base64) on write; it is never stored.
+fn fold_string_data(secret: &mut Value) {
+    let Some(Value::Object(strings)) = secret.as_object_mut().and_then(|o| o.remove("stringData"))
+    else {
+        return;
+    };
+    if !secret["data"].is_object() {
+        secret["data"] = json!({});
+    }
+    for (key, value) in strings {
+        let text = value.as_str().unwrap_or_default();
+        secret["data"][key] = crate::fixtures::base64(text.as_bytes());
+    }
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ pub fn runtime_with_deadline(deadline: Duration) -> Runtime {
             ..Limits::default()
         },
         instance_mode: InstanceMode::PerTarget,
-        cache_dir: None,
+        ..RuntimeConfig::default()
     })
     .unwrap()
 }

@@ -3,6 +3,7 @@
 
 mod bundled_policies;
 mod compile_cache;
+mod file_roots;
 mod guests;
 mod hpa_agreement;
 mod languages;
@@ -12,3 +13,4 @@ mod prometheus;
 mod sandbox;
 mod scrape;
 mod simulate;
+mod tenants;

@@ -13,18 +13,23 @@ use std::time::{Duration, Instant};
 
 use axum::http::Method;
 use serde_json::{json, Value};
+use wasm_autoscaler::boundary::egress::EgressPolicy;
+use wasm_autoscaler::boundary::files::FileRoots;
 use wasm_autoscaler::bundled;
 use wasm_autoscaler::operator::{self, telemetry::Metrics, LeaseSettings, Settings};
 use wasm_autoscaler::runtime::{Runtime, RuntimeConfig};
 use wasm_autoscaler_tests::apiserver::{rbac, ApiServer};
+pub(crate) use wasm_autoscaler_tests::fixtures::eventually;
 use wasm_autoscaler_tests::fixtures::{base64, variant};
 
-const NS: &str = "default";
+pub(crate) const NS: &str = "default";
+/// The operator's own namespace (its Lease lives there).
+pub(crate) const OPERATOR_NS: &str = "wasm-autoscaler";
 
 /// A pod metrics endpoint whose `rps` gauge the test sets.
-struct Exporter {
+pub(crate) struct Exporter {
     rps: Arc<AtomicU64>,
-    port: u16,
+    pub(crate) port: u16,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -35,7 +40,12 @@ impl Drop for Exporter {
 }
 
 impl Exporter {
-    async fn start(rps: f64) -> Self {
+    pub(crate) async fn start(rps: f64) -> Self {
+        Self::start_on("127.0.0.1", rps).await
+    }
+
+    /// An exporter on another loopback address (all of 127.0.0.0/8 is this machine).
+    pub(crate) async fn start_on(ip: &str, rps: f64) -> Self {
         let value = Arc::new(AtomicU64::new(rps.to_bits()));
         let served = Arc::clone(&value);
         let app = axum::Router::new().route(
@@ -45,7 +55,7 @@ impl Exporter {
                 async move { format!("# TYPE rps gauge\nrps {v}\n") }
             }),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
@@ -57,15 +67,15 @@ impl Exporter {
         }
     }
 
-    fn set(&self, rps: f64) {
+    pub(crate) fn set(&self, rps: f64) {
         self.rps.store(rps.to_bits(), Ordering::Relaxed);
     }
 }
 
 /// One operator replica running in this process.
-struct Operator {
+pub(crate) struct Operator {
     task: tokio::task::JoinHandle<()>,
-    metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl Drop for Operator {
@@ -74,23 +84,41 @@ impl Drop for Operator {
     }
 }
 
-fn runtime() -> Arc<Runtime> {
+pub(crate) fn runtime() -> Arc<Runtime> {
     Arc::new(Runtime::new(RuntimeConfig::default()).unwrap())
 }
 
-fn start_operator(server: &ApiServer, identity: &str, lease: bool) -> Operator {
-    let settings = Settings {
-        namespace: None,
-        lease: lease.then(|| LeaseSettings {
-            namespace: NS.into(),
-            name: "wasm-autoscaler-leader".into(),
-            identity: identity.into(),
-            duration: Duration::from_secs(2),
-            renew_every: Duration::from_millis(400),
-        }),
+pub(crate) fn start_operator(server: &ApiServer, identity: &str, lease: bool) -> Operator {
+    let mut settings = Settings::new(identity);
+    settings.lease = lease.then(|| LeaseSettings {
+        namespace: OPERATOR_NS.into(),
+        name: "wasm-autoscaler-leader".into(),
         identity: identity.into(),
-        metric_timeout: Duration::from_secs(2),
-    };
+        duration: Duration::from_secs(2),
+        renew_every: Duration::from_millis(400),
+    });
+    settings.metric_timeout = Duration::from_secs(2);
+    // The tests' exporters and Prometheus listen on loopback.
+    settings.egress = loopback_egress();
+    start_with(server, settings)
+}
+
+/// One replica that may read `file` sources inside `root` (what `--allow-file-root` sets).
+pub(crate) fn start_operator_reading(server: &ApiServer, root: &std::path::Path) -> Operator {
+    let mut settings = Settings::new("solo");
+    settings.metric_timeout = Duration::from_secs(2);
+    settings.egress = loopback_egress();
+    settings.file_roots = FileRoots::new([root.to_path_buf()]).unwrap();
+    start_with(server, settings)
+}
+
+/// Egress rules that let metric requests reach loopback, as the tests' servers are there.
+pub(crate) fn loopback_egress() -> EgressPolicy {
+    EgressPolicy::new(&["127.0.0.0/8".parse().unwrap()], &[]).unwrap()
+}
+
+/// One operator replica with `settings`, against `server`.
+pub(crate) fn start_with(server: &ApiServer, settings: Settings) -> Operator {
     let metrics = Arc::new(Metrics::default());
     let task = tokio::spawn(operator::run(
         server.client(),
@@ -102,12 +130,20 @@ fn start_operator(server: &ApiServer, identity: &str, lease: bool) -> Operator {
     Operator { task, metrics }
 }
 
-fn deployed_rbac() -> Vec<rbac::Rule> {
+/// What `deploy/operator/rbac.yaml` grants the operator, plus `more` manifests applied in `namespace`.
+pub(crate) fn deployed_rbac_with(more: &[&str], namespace: &str) -> Vec<rbac::Grant> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/operator/rbac.yaml");
-    rbac::rules_from_manifest(&std::fs::read_to_string(path).unwrap())
+    let deployed = std::fs::read_to_string(path).unwrap();
+    let mut grants = rbac::operator_grants(&[&deployed]);
+    grants.extend(rbac::grants(more, namespace, rbac::OPERATOR));
+    grants
 }
 
-fn deployment(name: &str, replicas: u32) -> Value {
+pub(crate) fn deployed_rbac() -> Vec<rbac::Grant> {
+    deployed_rbac_with(&[], NS)
+}
+
+pub(crate) fn deployment(name: &str, replicas: u32) -> Value {
     json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": name, "namespace": NS},
@@ -116,12 +152,12 @@ fn deployment(name: &str, replicas: u32) -> Value {
     })
 }
 
-fn sizing(capacity: f64) -> Value {
+pub(crate) fn sizing(capacity: f64) -> Value {
     json!({"metric": "rps", "capacityPerPod": capacity, "targetUtilization": 1.0, "scaleDownTolerance": 0.0})
 }
 
 /// An autoscaler for Deployment `target`, evaluated every second, scaling freely.
-fn autoscaler(name: &str, target: &str, port: u16, extra: Value) -> Value {
+pub(crate) fn autoscaler(name: &str, target: &str, port: u16, extra: Value) -> Value {
     let mut spec = json!({
         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
         "minReplicas": 1, "maxReplicas": 10, "interval": "1s", "warmup": "0s",
@@ -139,48 +175,28 @@ fn autoscaler(name: &str, target: &str, port: u16, extra: Value) -> Value {
     })
 }
 
-async fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn replicas(server: &ApiServer, name: &str) -> u64 {
+pub(crate) fn replicas(server: &ApiServer, name: &str) -> u64 {
     server.get("Deployment", NS, name).unwrap()["spec"]["replicas"]
         .as_u64()
         .unwrap()
 }
 
-fn status(server: &ApiServer, name: &str) -> Value {
+pub(crate) fn status(server: &ApiServer, name: &str) -> Value {
     server
         .get("WasmAutoscaler", NS, name)
         .map(|o| o["status"].clone())
         .unwrap_or(Value::Null)
 }
 
-fn condition(server: &ApiServer, name: &str, type_: &str) -> Option<(String, String, String)> {
-    let status = status(server, name);
-    let c = status["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)?
-        .clone();
-    Some((
-        c["status"].as_str()?.to_string(),
-        c["reason"].as_str()?.to_string(),
-        c["message"].as_str()?.to_string(),
-    ))
+pub(crate) fn condition(
+    server: &ApiServer,
+    name: &str,
+    type_: &str,
+) -> Option<(String, String, String)> {
+    server.condition(NS, name, type_)
 }
 
-fn event_reasons(server: &ApiServer) -> Vec<String> {
+pub(crate) fn event_reasons(server: &ApiServer) -> Vec<String> {
     server
         .list("Event", NS)
         .iter()
@@ -189,7 +205,7 @@ fn event_reasons(server: &ApiServer) -> Vec<String> {
 }
 
 /// Successful scale-subresource writes.
-fn scale_writes(server: &ApiServer, name: &str) -> Vec<u64> {
+pub(crate) fn scale_writes(server: &ApiServer, name: &str) -> Vec<u64> {
     server
         .seen_matching(&Method::PATCH, &format!("/deployments/{name}/scale"))
         .into_iter()
@@ -202,7 +218,7 @@ fn scale_writes(server: &ApiServer, name: &str) -> Vec<u64> {
         .collect()
 }
 
-const WAIT: Duration = Duration::from_secs(20);
+pub(crate) const WAIT: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scales_up_and_down_as_the_policy_decides_and_reports_it() {
@@ -308,7 +324,7 @@ async fn scales_up_and_down_as_the_policy_decides_and_reports_it() {
     );
 }
 
-async fn http_get(addr: SocketAddr, path: &str) -> String {
+pub(crate) async fn http_get(addr: SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
@@ -318,7 +334,7 @@ async fn http_get(addr: SocketAddr, path: &str) -> String {
     response
 }
 
-fn metric_value(page: &str, series: &str) -> f64 {
+pub(crate) fn metric_value(page: &str, series: &str) -> f64 {
     page.lines()
         .find_map(|l| {
             l.strip_prefix(series)
@@ -554,7 +570,7 @@ async fn a_dead_leader_is_replaced_and_its_successor_does_not_flap() {
 
     let holder = |server: &ApiServer| {
         server
-            .get("Lease", NS, "wasm-autoscaler-leader")
+            .get("Lease", OPERATOR_NS, "wasm-autoscaler-leader")
             .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
     };
     let first = eventually("a leader", WAIT, || holder(&server)).await;
@@ -616,7 +632,7 @@ async fn a_dead_leader_is_replaced_and_its_successor_does_not_flap() {
     drop((a, b));
 }
 
-fn policy_map(bytes: &[u8]) -> Value {
+pub(crate) fn policy_map(bytes: &[u8]) -> Value {
     json!({
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "policies", "namespace": NS, "labels": {"wasmautoscaler.dev/policy": "true"}},
@@ -762,11 +778,11 @@ async fn a_lost_metric_is_reported_and_never_turned_into_a_scale() {
     );
 }
 
-fn digest_of(bytes: &[u8]) -> String {
+pub(crate) fn digest_of(bytes: &[u8]) -> String {
     wasm_autoscaler::runtime::Digest::of(bytes).to_string()
 }
 
-fn decider_digest(server: &ApiServer, name: &str) -> Option<String> {
+pub(crate) fn decider_digest(server: &ApiServer, name: &str) -> Option<String> {
     status(server, name)["policies"]
         .as_array()?
         .iter()
@@ -876,7 +892,7 @@ async fn policies_swapped_under_load_miss_no_tick_and_never_serve_a_broken_one()
 /// A folder laid out as the kubelet mounts a ConfigMap volume: `key` is a
 /// symlink through `..data`, which points at a versioned folder; returns the
 /// path of `key`.
-fn mounted_volume(name: &str, key: &str, bytes: &[u8]) -> std::path::PathBuf {
+pub(crate) fn mounted_volume(name: &str, key: &str, bytes: &[u8]) -> std::path::PathBuf {
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -889,7 +905,7 @@ fn mounted_volume(name: &str, key: &str, bytes: &[u8]) -> std::path::PathBuf {
 
 /// Updates a [`mounted_volume`] as the kubelet does: the new version in a
 /// new folder, then `..data` swapped to it atomically by a rename.
-fn update_mounted(file: &std::path::Path, version: &str, bytes: &[u8]) {
+pub(crate) fn update_mounted(file: &std::path::Path, version: &str, bytes: &[u8]) {
     let dir = file.parent().unwrap();
     let key = file.file_name().unwrap();
     std::fs::create_dir_all(dir.join(version)).unwrap();
@@ -920,7 +936,7 @@ async fn a_changed_policy_is_swapped_in_at_once_not_at_the_next_tick() {
         json!({"interval": "60s",
         "decider": {"file": path, "config": sizing(10.0)}}),
     ));
-    let _op = start_operator(&server, "solo", false);
+    let _op = start_operator_reading(&server, file.parent().unwrap());
     for name in ["cm", "file"] {
         eventually("the first tick", WAIT, || {
             (decider_digest(&server, name) == Some(digest_of(&v1))).then_some(())
@@ -975,7 +991,7 @@ async fn a_large_python_predictor_mounted_as_a_file_serves_under_its_pin() {
         exporter.port,
         json!({"predictor": {"file": path, "sha256": pin(&python), "config": {"alpha": 0.5}}}),
     ));
-    let _op = start_operator(&server, "solo", false);
+    let _op = start_operator_reading(&server, file.parent().unwrap());
     let predictor = |server: &ApiServer| -> Option<String> {
         status(server, "web")["policies"]
             .as_array()?

@@ -9,14 +9,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
+use wasm_autoscaler::boundary::credentials::Auth;
+use wasm_autoscaler::boundary::egress::EgressPolicy;
 use wasm_autoscaler::metrics::{Fetcher, MetricError, ScrapeState};
 use wasm_autoscaler::operator::crd::{Aggregation, MetricSpec, PrometheusMetric};
+use wasm_autoscaler_tests::fixtures::{free_port, serve_text};
 
 /// A Prometheus server for this test binary; killed when the binary exits.
-struct Prometheus {
+pub(crate) struct Prometheus {
     child: Child,
-    address: String,
-    _exporter: std::thread::JoinHandle<()>,
+    pub(crate) address: String,
 }
 
 impl Drop for Prometheus {
@@ -51,45 +53,16 @@ fn exposition(t: f64) -> String {
     )
 }
 
-/// Serves `exposition` on a loopback port from a plain thread (no async
-/// runtime, so it outlives each test's own runtime).
-fn start_exporter() -> (u16, std::thread::JoinHandle<()>) {
-    use std::io::{Read, Write};
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let started = Instant::now();
-    let handle = std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut buf = [0u8; 4096];
-            let _ = stream.read(&mut buf);
-            let body = exposition(started.elapsed().as_secs_f64());
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    (port, handle)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The shared server, started once, with at least `history` seconds of samples.
-fn prometheus() -> &'static Prometheus {
+pub(crate) fn prometheus() -> &'static Prometheus {
     static SERVER: OnceLock<Prometheus> = OnceLock::new();
     SERVER.get_or_init(|| {
         let binary = which("prometheus").unwrap_or_else(|| {
             panic!("the `prometheus` binary is missing: run `scripts/setup --test-deps` (Debian's prometheus package)")
         });
-        let (exporter_port, exporter) = start_exporter();
+        let started = Instant::now();
+        let exporter_port =
+            serve_text("127.0.0.1", move || exposition(started.elapsed().as_secs_f64()));
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("prometheus-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -125,7 +98,6 @@ fn prometheus() -> &'static Prometheus {
         let server = Prometheus {
             child,
             address: format!("http://127.0.0.1:{port}"),
-            _exporter: exporter,
         };
         // Enough scrapes for a 5 s rate window.
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -157,6 +129,9 @@ fn spec(address: &str, query: &str) -> MetricSpec {
             address: address.into(),
             query: query.into(),
             aggregation: None,
+            bearer_token_secret: None,
+            ca_secret: None,
+            credential: None,
             bearer_token_file: None,
             ca_file: None,
             timeout: None,
@@ -174,9 +149,14 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn fetch(spec: &MetricSpec) -> Result<f64, MetricError> {
+    fetch_with(spec, &Auth::default())
+}
+
+fn fetch_with(spec: &MetricSpec, auth: &Auth) -> Result<f64, MetricError> {
     runtime().block_on(async {
-        Fetcher::new(Duration::from_secs(5))
-            .fetch(spec, &[], &mut ScrapeState::default())
+        // The server is on loopback, which the default rules refuse.
+        Fetcher::new(Duration::from_secs(5), EgressPolicy::unrestricted())
+            .fetch(spec, auth, &[], &mut ScrapeState::default())
             .await
     })
 }
@@ -240,8 +220,17 @@ fn unusable_values_and_bad_queries_are_unavailable_with_the_reason() {
         value_now(&p.address, "-inflight"),
         Err(MetricError::Invalid(-7.0))
     );
+    // The server's own words stay out of the message (it goes to the
+    // tenant-readable status) and are kept for the debug log.
     let err = value_now(&p.address, "sum(").unwrap_err();
-    assert!(err.to_string().contains("parse error"), "{err}");
+    assert_eq!(err.kind(), "query_failed", "{err}");
+    assert!(err.to_string().contains("bad_data"), "{err}");
+    assert!(!err.to_string().contains("parse error"), "{err}");
+    assert!(
+        err.remote_detail()
+            .is_some_and(|d| d.contains("parse error")),
+        "{err:?}"
+    );
     let nowhere = value_now(&format!("http://127.0.0.1:{}", free_port()), "up").unwrap_err();
     assert_eq!(nowhere.kind(), "request", "{nowhere}");
 }
@@ -252,8 +241,14 @@ fn backfill_returns_the_past_window_from_query_range() {
     let s = spec(&p.address, "inflight");
     let points = runtime()
         .block_on(async {
-            Fetcher::new(Duration::from_secs(5))
-                .backfill(&s, SystemTime::now(), Duration::from_secs(1), 5)
+            Fetcher::new(Duration::from_secs(5), EgressPolicy::unrestricted())
+                .backfill(
+                    &s,
+                    &Auth::default(),
+                    SystemTime::now(),
+                    Duration::from_secs(1),
+                    5,
+                )
                 .await
         })
         .unwrap();
@@ -271,7 +266,7 @@ fn backfill_returns_the_past_window_from_query_range() {
 }
 
 #[test]
-fn a_bearer_token_is_sent_and_a_missing_token_file_is_a_clear_error() {
+fn a_bearer_token_is_sent() {
     use std::io::{Read, Write};
     // A one-shot HTTP peer that records the request and answers as the Prometheus API does.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -290,21 +285,16 @@ fn a_bearer_token_is_sent_and_a_missing_token_file_is_a_clear_error() {
         .unwrap();
         String::from_utf8_lossy(&buf[..n]).to_lowercase()
     });
-    let token = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("prometheus-token");
-    std::fs::write(&token, "s3cret\n").unwrap();
-    let mut s = spec(&address, "up");
-    s.prometheus.as_mut().unwrap().bearer_token_file = Some(token.display().to_string());
-    assert_eq!(fetch(&s).unwrap(), 5.0);
+    let auth = Auth {
+        bearer_token: Some("s3cret".into()),
+        ca_pem: None,
+    };
+    assert_eq!(fetch_with(&spec(&address, "up"), &auth).unwrap(), 5.0);
     let request = peer.join().unwrap();
     assert!(
         request.contains("authorization: bearer s3cret"),
         "{request}"
     );
-
-    s.prometheus.as_mut().unwrap().bearer_token_file = Some("/nonexistent/token".into());
-    let err = fetch(&s).unwrap_err();
-    assert_eq!(err.kind(), "config");
-    assert!(err.to_string().contains("/nonexistent/token"), "{err}");
 }
 
 #[test]

@@ -5,6 +5,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use wasm_autoscaler::boundary::credentials::Auth;
+use wasm_autoscaler::boundary::egress::EgressPolicy;
 use wasm_autoscaler::metrics::{Endpoint, Fetcher, MetricError, ScrapeState};
 use wasm_autoscaler::operator::crd::{Aggregation, MetricSpec, ScrapeMetric};
 
@@ -92,7 +94,7 @@ async fn timed(
     state: &mut ScrapeState,
 ) -> (Result<f64, MetricError>, Instant, Instant) {
     let before = Instant::now();
-    let r = fetcher.fetch(spec, pods, state).await;
+    let r = fetcher.fetch(spec, &Auth::default(), pods, state).await;
     (r, before, Instant::now())
 }
 
@@ -100,7 +102,7 @@ async fn timed(
 async fn counters_become_rates_and_survive_resets_and_pod_churn() {
     let a = Pod::start(&counter(100.0)).await;
     let b = Pod::start(&counter(1000.0)).await;
-    let fetcher = Fetcher::new(Duration::from_secs(2));
+    let fetcher = Fetcher::new(Duration::from_secs(2), EgressPolicy::unrestricted());
     let s = spec("req_total", Aggregation::Sum, None);
     let mut state = ScrapeState::default();
     let pods = [a.endpoint(), b.endpoint()];
@@ -127,7 +129,10 @@ async fn counters_become_rates_and_survive_resets_and_pod_churn() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     a.set(&counter(130.0));
     let pods = [a.endpoint(), c.endpoint()];
-    let rate = fetcher.fetch(&s, &pods, &mut state).await.unwrap();
+    let rate = fetcher
+        .fetch(&s, &Auth::default(), &pods, &mut state)
+        .await
+        .unwrap();
     assert!(
         rate > 0.0 && rate < 10.0 / 0.3 * 1.01,
         "only a's 10 more count: {rate}"
@@ -141,7 +146,7 @@ async fn gauges_aggregate_and_a_slow_or_broken_pod_does_not_break_the_rest() {
     let slow = Pod::start("# TYPE q gauge\nq 1000\n").await;
     slow.slow(Duration::from_secs(5));
     let broken = Pod::start("<html>502 Bad Gateway</html>\n").await;
-    let fetcher = Fetcher::new(Duration::from_millis(300));
+    let fetcher = Fetcher::new(Duration::from_millis(300), EgressPolicy::unrestricted());
     let pods = [
         a.endpoint(),
         b.endpoint(),
@@ -157,7 +162,12 @@ async fn gauges_aggregate_and_a_slow_or_broken_pod_does_not_break_the_rest() {
     ] {
         let started = Instant::now();
         let v = fetcher
-            .fetch(&spec("q", aggregation, None), &pods, &mut state)
+            .fetch(
+                &spec("q", aggregation, None),
+                &Auth::default(),
+                &pods,
+                &mut state,
+            )
             .await;
         assert_eq!(v, Ok(want), "{aggregation:?}");
         assert!(
@@ -169,6 +179,7 @@ async fn gauges_aggregate_and_a_slow_or_broken_pod_does_not_break_the_rest() {
     let err = fetcher
         .fetch(
             &spec("q", Aggregation::Sum, None),
+            &Auth::default(),
             &[slow.endpoint()],
             &mut state,
         )
@@ -178,6 +189,7 @@ async fn gauges_aggregate_and_a_slow_or_broken_pod_does_not_break_the_rest() {
     let err = fetcher
         .fetch(
             &spec("q", Aggregation::Sum, None),
+            &Auth::default(),
             &[broken.endpoint()],
             &mut state,
         )
@@ -192,6 +204,7 @@ async fn gauges_aggregate_and_a_slow_or_broken_pod_does_not_break_the_rest() {
     let err = fetcher
         .fetch(
             &spec("absent", Aggregation::Sum, None),
+            &Auth::default(),
             &[a.endpoint()],
             &mut state,
         )
@@ -200,7 +213,12 @@ async fn gauges_aggregate_and_a_slow_or_broken_pod_does_not_break_the_rest() {
     assert_eq!(err, MetricError::NotExposed("absent".into()));
     assert_eq!(
         fetcher
-            .fetch(&spec("q", Aggregation::Sum, None), &[], &mut state)
+            .fetch(
+                &spec("q", Aggregation::Sum, None),
+                &Auth::default(),
+                &[],
+                &mut state
+            )
             .await,
         Err(MetricError::NoPods)
     );
@@ -209,6 +227,7 @@ async fn gauges_aggregate_and_a_slow_or_broken_pod_does_not_break_the_rest() {
         fetcher
             .fetch(
                 &spec("q", Aggregation::Sum, None),
+                &Auth::default(),
                 &[negative.endpoint()],
                 &mut state
             )
@@ -227,23 +246,26 @@ fn histogram(low: f64, mid: f64, all: f64) -> String {
 async fn histogram_quantiles_cover_the_observations_between_scrapes_across_pods() {
     let a = Pod::start(&histogram(1000.0, 1000.0, 1000.0)).await;
     let b = Pod::start(&histogram(0.0, 0.0, 0.0)).await;
-    let fetcher = Fetcher::new(Duration::from_secs(2));
+    let fetcher = Fetcher::new(Duration::from_secs(2), EgressPolicy::unrestricted());
     let s = spec("lat", Aggregation::Sum, Some(0.7));
     let mut state = ScrapeState::default();
     let pods = [a.endpoint(), b.endpoint()];
     assert_eq!(
-        fetcher.fetch(&s, &pods, &mut state).await,
+        fetcher.fetch(&s, &Auth::default(), &pods, &mut state).await,
         Err(MetricError::FirstScrape)
     );
     // Since then: a saw 50 fast requests; b saw 40 medium and 10 slow ones.
     a.set(&histogram(1050.0, 1050.0, 1050.0));
     b.set(&histogram(0.0, 40.0, 50.0));
-    let p70 = fetcher.fetch(&s, &pods, &mut state).await.unwrap();
+    let p70 = fetcher
+        .fetch(&s, &Auth::default(), &pods, &mut state)
+        .await
+        .unwrap();
     // 100 observations: 50 ≤ 0.1, 90 ≤ 0.5 → rank 70 is halfway through (0.1, 0.5].
     assert!((p70 - 0.3).abs() < 1e-9, "{p70}");
     // Nothing new: no observations to take a quantile of.
     assert_eq!(
-        fetcher.fetch(&s, &pods, &mut state).await,
+        fetcher.fetch(&s, &Auth::default(), &pods, &mut state).await,
         Err(MetricError::NoObservations)
     );
 }
