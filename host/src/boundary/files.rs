@@ -17,6 +17,10 @@ use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
+/// Where Kubernetes mounts a pod's ServiceAccount and projected tokens (and
+/// `/run` is usually the same folder): no allowed folder may hold them.
+const CREDENTIAL_FOLDERS: &[&str] = &["/var/run/secrets", "/run/secrets"];
+
 /// Why a file was not read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FileError {
@@ -34,6 +38,9 @@ pub enum FileError {
     /// A directory, device, FIFO or socket.
     #[error("`{path}` is {what}, not a regular file")]
     NotRegular { path: String, what: &'static str },
+    /// An allowed folder would hold the operator's own credentials.
+    #[error("`{0}` overlaps /var/run/secrets, where the operator's ServiceAccount credentials are; allow a folder of policies only")]
+    HoldsCredentials(String),
     /// Larger than the limit.
     #[error("`{path}` is larger than the {limit}-byte limit")]
     TooLarge { path: String, limit: u64 },
@@ -50,6 +57,7 @@ impl FileError {
             FileError::Relative(_) => "file_path_relative",
             FileError::OutsideRoots { .. } => "file_outside_roots",
             FileError::NotRegular { .. } => "file_not_regular",
+            FileError::HoldsCredentials(_) => "file_root_holds_credentials",
             FileError::TooLarge { .. } => "file_too_large",
             FileError::Io { .. } => "file_unreadable",
         }
@@ -87,6 +95,17 @@ impl FileRoots {
                     path: shown,
                     what: "not a folder",
                 });
+            }
+            // Neither above nor inside them: projected tokens of other
+            // audiences live beside the ServiceAccount's.
+            let overlaps = |c: &Path, root: &Path| c.starts_with(root) || root.starts_with(c);
+            let holds_credentials = CREDENTIAL_FOLDERS.iter().any(|c| {
+                let c = Path::new(c);
+                overlaps(c, &given)
+                    || std::fs::canonicalize(c).is_ok_and(|real_c| overlaps(&real_c, &real))
+            });
+            if holds_credentials {
+                return Err(FileError::HoldsCredentials(shown));
             }
             roots.push(Root { given, real });
         }
@@ -278,6 +297,21 @@ mod tests {
         assert_eq!(normalize(Path::new("/a/b/../c/./d")), Path::new("/a/c/d"));
         assert_eq!(normalize(Path::new("/../../etc")), Path::new("/etc"));
         assert_eq!(normalize(Path::new("/a/..")), Path::new("/"));
+    }
+
+    #[test]
+    fn a_root_holding_the_service_account_token_is_refused() {
+        for root in ["/", "/var", "/var/run", "/run", "/run/secrets"] {
+            if Path::new(root).exists() {
+                assert!(
+                    matches!(
+                        FileRoots::new([PathBuf::from(root)]),
+                        Err(FileError::HoldsCredentials(_))
+                    ),
+                    "{root}"
+                );
+            }
+        }
     }
 
     #[test]
