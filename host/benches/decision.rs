@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use wasm_autoscaler::bundled;
 use wasm_autoscaler::runtime::bindings as host;
-use wasm_autoscaler::runtime::{synthetic, Runtime, RuntimeConfig};
+use wasm_autoscaler::runtime::{synthetic, Runtime, RuntimeConfig, WorkerCommand};
 use wasm_autoscaler_guest as guest;
 
 const DECIDER_CONFIG: &str = r#"{"capacityPerPod": 50, "targetUtilization": 0.7}"#;
@@ -68,6 +68,19 @@ fn main() {
         rt.clear_cache();
         black_box(rt.load(bundled::FORECAST).unwrap());
     });
+    // The operator compiles in a child process under the compile budget.
+    let isolated = Runtime::new(RuntimeConfig {
+        compile_worker: Some(WorkerCommand {
+            program: env!("CARGO_BIN_EXE_wasm-autoscaler").into(),
+            args: vec!["compile-worker".into()],
+        }),
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime");
+    let compile_isolated = measure(compile_runs, || {
+        isolated.clear_cache();
+        black_box(isolated.load(bundled::FORECAST).unwrap());
+    });
     let cache_hit = measure(iterations, || {
         black_box(rt.load(bundled::FORECAST).unwrap());
     });
@@ -95,6 +108,11 @@ fn main() {
     row("instantiation of one component", instantiate, native);
     println!();
     row("compile forecast component (cold)", compile, cache_hit);
+    row(
+        "  the same in the compile worker (cold)",
+        compile_isolated,
+        cache_hit,
+    );
     row("load forecast component, cache hit", cache_hit, cache_hit);
     row("deserialize serialized compilation", deserialize, cache_hit);
     println!("  (the last column of the second block is relative to a cache hit)");
