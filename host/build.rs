@@ -18,6 +18,7 @@ const POLICIES: &[(&str, &str)] = &[
     ("policy-hpa", "policy_hpa"),
     ("policy-ewma-trend", "policy_ewma_trend"),
     ("policy-forecast", "policy_forecast"),
+    ("policy-schedule", "policy_schedule"),
 ];
 
 fn main() -> Result<()> {

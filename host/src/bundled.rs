@@ -9,11 +9,15 @@ pub const EWMA_TREND: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/policy_e
 /// The `forecast` decider.
 pub const FORECAST: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/policy_forecast.wasm"));
 
+/// The `schedule` predictor: capacity for known events, by cron windows in a time zone.
+pub const SCHEDULE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/policy_schedule.wasm"));
+
 /// The bundled policies by name, as `bundled:NAME` refers to them.
 pub const POLICIES: &[(&str, &[u8])] = &[
     ("hpa", HPA),
     ("ewma-trend", EWMA_TREND),
     ("forecast", FORECAST),
+    ("schedule", SCHEDULE),
 ];
 
 /// The bundled policy called `name`.
