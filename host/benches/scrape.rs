@@ -79,6 +79,7 @@ fn main() {
             endpoints: Vec::new(),
         }),
         stale_after: None,
+        activation_threshold: None,
     };
     let fetcher = Fetcher::new(Duration::from_secs(5), EgressPolicy::unrestricted());
     let mut state = ScrapeState::default();

@@ -717,3 +717,57 @@ spec:
         stderr(&out)
     );
 }
+
+#[test]
+fn simulate_replays_the_scale_to_zero_and_schedule_examples() {
+    // Two days from Monday 2026-06-15 00:00 UTC: nothing at night, 300 rps
+    // from 06:00 to 16:00 UTC (08:00–18:00 in Berlin).
+    let mut csv = String::from("t_seconds,rps\n");
+    for minute in 0..2 * 1440u64 {
+        let hour = (minute % 1440) / 60;
+        let rps = if (6..16).contains(&hour) { 300 } else { 0 };
+        csv.push_str(&format!("{},{rps}\n", minute * 60));
+    }
+    let trace = scratch("office-hours.csv", csv.as_bytes());
+    let example = |name: &str| format!("{}/../deploy/examples/{name}", env!("CARGO_MANIFEST_DIR"));
+    let run = |file: &str| {
+        let out = bin(&[
+            "simulate",
+            "--trace",
+            trace.to_str().unwrap(),
+            "--start",
+            "2026-06-15T00:00:00Z",
+            "--capacity",
+            "20",
+            "--file",
+            &example(file),
+            "--json",
+        ]);
+        assert!(out.status.success(), "{file}: {}", stderr(&out));
+        serde_json::from_str::<serde_json::Value>(&stdout(&out)).unwrap()
+    };
+    let zero = run("scale-to-zero.yaml");
+    assert_eq!(zero["params"]["minReplicas"], 0);
+    let (hpa, consumer) = (&zero["setups"][0], &zero["setups"][1]);
+    assert_eq!(consumer["setup"], "orders-consumer");
+    assert_eq!(hpa["coldStartSeconds"], 0, "the baseline keeps a pod");
+    let cold = consumer["coldStartSeconds"].as_u64().unwrap();
+    assert!(
+        cold > 0 && cold <= 2 * 75,
+        "one cold start a morning: {cold}"
+    );
+    assert!(
+        consumer["podHours"].as_f64() < hpa["podHours"].as_f64(),
+        "{zero}"
+    );
+
+    let shop = run("schedule.yaml");
+    let (hpa, scheduled) = (&shop["setups"][0], &shop["setups"][1]);
+    assert_eq!(scheduled["setup"], "shop");
+    assert_eq!(scheduled["failedForecasts"], 0, "{shop}");
+    assert_eq!(
+        scheduled["sloViolationSeconds"], 0,
+        "the mornings are met: {shop}"
+    );
+    assert!(hpa["sloViolationSeconds"].as_u64().unwrap() > 0, "{shop}");
+}

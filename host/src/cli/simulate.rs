@@ -55,6 +55,10 @@ pub struct SimulateArgs {
     /// Utilization of ready capacity above which a second violates the SLO.
     #[arg(long, default_value_t = 0.8)]
     slo_utilization: f64,
+    /// Wall-clock time of the trace's first second (RFC 3339), which policies see as `now`
+    /// (a schedule's windows fall by it).
+    #[arg(long, default_value = "1970-01-01T00:00:00Z", value_parser = parse_start)]
+    start: u64,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -108,6 +112,13 @@ pub fn run(args: SimulateArgs, sandbox: &SandboxArgs) -> Result<()> {
         }
     };
     report(&args, &trace, &params, &setups)
+}
+
+fn parse_start(text: &str) -> Result<u64, String> {
+    let t: k8s_openapi::jiff::Timestamp = text
+        .parse()
+        .map_err(|e| format!("`{text}` is not an RFC 3339 time like 2026-06-15T00:00:00Z: {e}"))?;
+    u64::try_from(t.as_millisecond()).map_err(|_| format!("`{text}` is before 1970"))
 }
 
 fn parse_alias(text: &str) -> Result<(String, String), String> {
@@ -179,5 +190,6 @@ fn params(args: &SimulateArgs, trace: &Trace) -> Result<SimParams> {
         interval_seconds: args.interval,
         history_len: args.history.max(2),
         slo_utilization: args.slo_utilization,
+        start_ms: args.start,
     })
 }

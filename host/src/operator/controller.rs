@@ -37,7 +37,7 @@ use crate::boundary::files::FileRoots;
 use crate::metrics::{Fetcher, MetricError, ScrapeState};
 use crate::pipeline::{Observation, Pipeline, PolicySpec, TargetSpec, TickReport};
 use crate::runtime::{Digest, Runtime, World};
-use crate::safety::{Limit, Proposal};
+use crate::safety::{Limit, Proposal, Transition};
 
 /// The label that makes a ConfigMap's changes reach its autoscalers at once
 /// (without it, a changed policy is still picked up at the next tick).
@@ -214,15 +214,20 @@ pub async fn run(
         .await;
 }
 
-fn file_sources(spec: &WasmAutoscalerSpec) -> impl Iterator<Item = &str> {
+/// Every policy source of a spec.
+fn sources(spec: &WasmAutoscalerSpec) -> impl Iterator<Item = &PolicySource> {
     [
         Some(&spec.decider),
         spec.predictor.as_ref(),
+        spec.schedule.as_ref(),
         spec.shadow.as_ref(),
     ]
     .into_iter()
     .flatten()
-    .filter_map(|s| s.file.as_deref())
+}
+
+fn file_sources(spec: &WasmAutoscalerSpec) -> impl Iterator<Item = &str> {
+    sources(spec).filter_map(|s| s.file.as_deref())
 }
 
 fn uses_files(spec: &WasmAutoscalerSpec) -> bool {
@@ -230,14 +235,7 @@ fn uses_files(spec: &WasmAutoscalerSpec) -> bool {
 }
 
 fn references(spec: &WasmAutoscalerSpec, map: &str) -> bool {
-    [
-        Some(&spec.decider),
-        spec.predictor.as_ref(),
-        spec.shadow.as_ref(),
-    ]
-    .into_iter()
-    .flatten()
-    .any(|s| s.config_map_ref.as_ref().is_some_and(|r| r.name == map))
+    sources(spec).any(|s| s.config_map_ref.as_ref().is_some_and(|r| r.name == map))
 }
 
 fn error_policy(obj: Arc<WasmAutoscaler>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -534,6 +532,9 @@ impl Tick<'_> {
             spec.predictor
                 .as_ref()
                 .map(|p| ("predictor", p, World::Predictor)),
+            spec.schedule
+                .as_ref()
+                .map(|p| ("schedule", p, World::Predictor)),
             Some(("decider", &spec.decider, World::Decider)),
             spec.shadow.as_ref().map(|p| ("shadow", p, World::Decider)),
         ]
@@ -654,6 +655,7 @@ impl Tick<'_> {
         if changed {
             let decider = specs.remove("decider").expect("a decider is always loaded");
             let predictor = specs.remove("predictor");
+            let schedule = specs.remove("schedule");
             let target_spec = |decider: PolicySpec| TargetSpec {
                 min_replicas: spec.min_replicas,
                 max_replicas: spec.max_replicas,
@@ -662,8 +664,10 @@ impl Tick<'_> {
                 history_len: spec.history as usize,
                 metrics: spec.metrics.iter().map(|m| m.name.clone()).collect(),
                 predictor: predictor.clone(),
+                schedule: schedule.clone(),
                 decider,
                 behavior: spec.behavior.clone(),
+                zero: checked.zero.clone(),
             };
             let main = target_spec(decider);
             match state.pipeline.as_mut() {
@@ -960,16 +964,21 @@ impl Tick<'_> {
         let up = to > from;
         self.ctx.metrics.scale_action(up);
         tracing::info!(from, to, reason = %report.reason, "scaled");
+        // A move to or from zero is named for what caused it.
+        let (reason, why) = match &report.verdict.transition {
+            Some(t @ Transition::Activated { .. }) => ("Activated", t.to_string()),
+            Some(t @ Transition::Idled { .. }) => ("Idled", t.to_string()),
+            None => (
+                if up { "ScaledUp" } else { "ScaledDown" },
+                report.reason.clone(),
+            ),
+        };
         self.ctx
             .event(
                 self.obj,
                 EventType::Normal,
-                if up { "ScaledUp" } else { "ScaledDown" },
-                format!(
-                    "{} from {from} to {to}: {}",
-                    target.describe(),
-                    report.reason
-                ),
+                reason,
+                format!("{} from {from} to {to}: {why}", target.describe()),
             )
             .await;
         Ok(())
@@ -1018,6 +1027,7 @@ fn decision_status(report: &TickReport, now: &str, checked: &Checked) -> Decisio
         desired_replicas: report.verdict.replicas,
         reason: report.reason.clone(),
         limits: report.verdict.limits.iter().map(limit_name).collect(),
+        transition: report.verdict.transition.as_ref().map(ToString::to_string),
         forecast: report
             .forecasts
             .iter()
@@ -1059,6 +1069,7 @@ fn current_policy(
     let spec = pipeline.spec();
     match role {
         "predictor" => spec.predictor.clone(),
+        "schedule" => spec.schedule.clone(),
         _ => Some(spec.decider.clone()),
     }
 }

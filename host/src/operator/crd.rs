@@ -12,7 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::boundary::names::{self, DATA_KEY_PATTERN, OBJECT_NAME_PATTERN};
-use crate::safety::Behavior;
+use crate::safety::{Behavior, ZeroRules};
 
 /// API group of the resource.
 pub const GROUP: &str = "wasmautoscaler.dev";
@@ -50,7 +50,8 @@ pub const MAX_METRIC_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct WasmAutoscalerSpec {
     /// The workload to scale: any resource with a `scale` subresource.
     pub scale_target_ref: ScaleTargetRef,
-    /// Fewest replicas the autoscaler sets.
+    /// Fewest replicas the autoscaler sets. With 0, the target idles at zero replicas and is
+    /// woken by a metric's `activationThreshold` (at least one metric needs one).
     #[serde(default = "default_min")]
     #[schemars(range(min = 0))]
     pub min_replicas: u32,
@@ -75,6 +76,10 @@ pub struct WasmAutoscalerSpec {
     /// Forecasts the metrics; optional.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub predictor: Option<PolicySource>,
+    /// A second predictor for known events, typically `bundled: schedule`; its forecasts are
+    /// combined with the predictor's by max, and its `replicas` forecast is a floor on replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<PolicySource>,
     /// Turns metrics and forecasts into a replica count.
     pub decider: PolicySource,
     /// A second decider evaluated every tick and reported, never applied.
@@ -86,6 +91,11 @@ pub struct WasmAutoscalerSpec {
     /// Decide and report, never scale.
     #[serde(default)]
     pub dry_run: bool,
+    /// With `minReplicas: 0`: how long every activation metric must stay at or below its
+    /// threshold before the target goes to zero, e.g. `5m` (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub idle_after: Option<String>,
 }
 
 fn default_min() -> u32 {
@@ -128,6 +138,13 @@ pub struct MetricSpec {
     /// Scrape the target's pods directly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scrape: Option<ScrapeMetric>,
+    /// With `minReplicas: 0`: above this value the metric wakes the target from zero (at once,
+    /// whatever the behavior's windows and limits), and the target goes to zero only after every
+    /// such metric has stayed at or below its threshold for `idleAfter`. Only metrics that exist
+    /// with no pods can have one: `prometheus`, or `scrape` with explicit `endpoints`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub activation_threshold: Option<f64>,
     /// For `prometheus`: unavailable when the samples the query returns are older than this
     /// (e.g. `1m`). Prometheus stamps computed results with the query time, so this applies to
     /// queries that select stored series directly (e.g. `queue_depth{queue="orders"}`).
@@ -246,7 +263,7 @@ pub struct PolicySource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 4096))]
     pub file: Option<String>,
-    /// A policy shipped inside the operator: `hpa`, `ewma-trend` or `forecast`.
+    /// A policy shipped inside the operator: `hpa`, `ewma-trend`, `forecast` or `schedule`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bundled: Option<String>,
     /// The policy's configuration, passed to it as JSON.
@@ -423,7 +440,14 @@ impl ScrapeMetric {
 pub struct Checked {
     pub interval: Duration,
     pub warmup: Duration,
+    /// When the target may run no pods (empty unless `minReplicas` is 0).
+    pub zero: ZeroRules,
 }
+
+/// How long activation metrics must be idle before zero, unless `idleAfter` says.
+pub const DEFAULT_IDLE_AFTER: Duration = Duration::from_secs(300);
+/// Longest `idleAfter`.
+const MAX_IDLE_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl WasmAutoscalerSpec {
     /// Checks what the schema cannot (or a server did not), naming the first bad field.
@@ -488,15 +512,71 @@ impl WasmAutoscalerSpec {
                 }
             }
         }
+        let zero = self.zero_rules()?;
         if let Some(p) = &self.predictor {
             p.validate("predictor")?;
+        }
+        if let Some(p) = &self.schedule {
+            p.validate("schedule")?;
         }
         self.decider.validate("decider")?;
         if let Some(s) = &self.shadow {
             s.validate("shadow")?;
         }
         self.behavior.validate()?;
-        Ok(Checked { interval, warmup })
+        Ok(Checked {
+            interval,
+            warmup,
+            zero,
+        })
+    }
+
+    /// The scale-to-zero rules: empty with `minReplicas` above 0; with 0, at
+    /// least one activation metric, each one that exists with no pods.
+    fn zero_rules(&self) -> Result<ZeroRules, String> {
+        let idle = match &self.idle_after {
+            Some(t) => {
+                let d = parse_duration("idleAfter", t)?;
+                if d > MAX_IDLE_AFTER {
+                    return Err(format!("idleAfter must be at most 7 days, got {t}"));
+                }
+                d
+            }
+            None => DEFAULT_IDLE_AFTER,
+        };
+        let mut activation = Vec::new();
+        for (i, m) in self.metrics.iter().enumerate() {
+            let Some(threshold) = m.activation_threshold else {
+                continue;
+            };
+            if !(threshold.is_finite() && threshold >= 0.0) {
+                return Err(format!(
+                    "metrics[{i}].activationThreshold must be a number ≥ 0, got {threshold}"
+                ));
+            }
+            let at_zero = m.prometheus.is_some()
+                || m.scrape.as_ref().is_some_and(|s| !s.endpoints.is_empty());
+            if !at_zero {
+                return Err(format!(
+                    "metrics[{i}].activationThreshold: `{}` scrapes the target's pods, which do not exist at zero replicas; use a prometheus metric or scrape explicit endpoints",
+                    m.name
+                ));
+            }
+            activation.push((m.name.clone(), threshold));
+        }
+        if self.min_replicas > 0 {
+            return Ok(ZeroRules::default());
+        }
+        if activation.is_empty() {
+            return Err(
+                "minReplicas is 0, but no metric has an activationThreshold: nothing could wake the target from zero"
+                    .into(),
+            );
+        }
+        Ok(ZeroRules {
+            activation,
+            idle_ms: idle.as_millis() as u64,
+        })
     }
 }
 
@@ -619,6 +699,10 @@ pub struct DecisionStatus {
     /// Safety limits that shaped the outcome.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub limits: Vec<String>,
+    /// A move to or from zero replicas and what caused it, e.g. `activated: queue is 3, above
+    /// its activation threshold 1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transition: Option<String>,
     /// The forecast at the horizon, per metric.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub forecast: Vec<ForecastStatus>,
@@ -800,6 +884,50 @@ decider: {bundled: forecast, config: {metric: rps, capacityPerPod: 10}}
             })
             .collect();
         assert!(many.validate().unwrap_err().contains("at most 16 metrics"));
+    }
+
+    #[test]
+    fn every_example_autoscaler_is_valid() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let found = read_manifests(std::slice::from_ref(&path)).unwrap();
+            for (_, a) in found.autoscalers {
+                a.spec
+                    .validate()
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                seen += 1;
+            }
+        }
+        assert!(seen >= 4, "{seen} examples");
+    }
+
+    #[test]
+    fn scale_to_zero_needs_a_metric_that_exists_at_zero() {
+        let zero = |metrics: &str| {
+            let text = BASE.replace(
+                "metrics: [{name: rps, prometheus: {address: \"http://p:9090\", query: \"up\"}}]",
+                metrics,
+            );
+            spec(&format!("{text}minReplicas: 0\nidleAfter: 2m\n")).validate()
+        };
+        let err =
+            zero("metrics: [{name: rps, prometheus: {address: \"http://p:9090\", query: up}}]")
+                .unwrap_err();
+        assert!(err.contains("nothing could wake"), "{err}");
+        let err =
+            zero("metrics: [{name: rps, activationThreshold: 1, scrape: {port: 80, metric: rps}}]")
+                .unwrap_err();
+        assert!(err.contains("do not exist at zero"), "{err}");
+        let checked = zero(
+            "metrics: [{name: rps, activationThreshold: 1, prometheus: {address: \"http://p:9090\", query: up}}]",
+        )
+        .unwrap();
+        assert_eq!(checked.zero.activation, [("rps".to_string(), 1.0)]);
+        assert_eq!(checked.zero.idle_ms, 120_000);
+        // With a minimum above zero, thresholds wait unused.
+        assert!(!spec(BASE).validate().unwrap().zero.enabled());
     }
 
     #[test]

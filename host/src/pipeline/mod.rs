@@ -2,15 +2,17 @@
 //! benchmarks: observation → history → predictor → decider → safety layer.
 //! Only where observations come from and what applies the verdict differ.
 
+mod forecasts;
 mod history;
 
+pub use forecasts::REPLICAS;
 pub use history::Histories;
 
 use crate::runtime::bindings::{
     DecideRequest, ForecastRequest, MetricForecast, MetricValue, TargetState,
 };
 use crate::runtime::{Policy, Session};
-use crate::safety::{Behavior, Proposal, SafetyLayer, Verdict};
+use crate::safety::{Behavior, Proposal, SafetyLayer, Signals, Verdict, ZeroRules};
 
 /// Most bytes of opaque policy state kept between calls.
 pub const MAX_STATE_BYTES: usize = 64 << 10;
@@ -41,8 +43,12 @@ pub struct TargetSpec {
     /// The metrics the target is evaluated on.
     pub metrics: Vec<String>,
     pub predictor: Option<PolicySpec>,
+    /// A second predictor (a schedule) whose forecasts are combined with the predictor's by max.
+    pub schedule: Option<PolicySpec>,
     pub decider: PolicySpec,
     pub behavior: Behavior,
+    /// When the target may run no pods.
+    pub zero: ZeroRules,
 }
 
 /// What the host observed about a target at one tick.
@@ -70,9 +76,10 @@ pub struct TickReport {
     pub reason: String,
     /// What the safety layer lets through.
     pub verdict: Verdict,
-    /// The predictor's forecasts (empty without a predictor or when it failed).
+    /// The predictor's and the schedule's forecasts, combined by max (empty
+    /// without either or when both failed).
     pub forecasts: Vec<MetricForecast>,
-    /// Why the predictor gave nothing usable, if it failed.
+    /// Why the predictor (or the schedule) gave nothing usable, if it failed.
     pub predictor_error: Option<String>,
     /// Failed policy calls of this tick: role and error kind, for metrics.
     pub failures: Vec<(&'static str, &'static str)>,
@@ -97,26 +104,39 @@ pub trait Actuator {
 /// policy state bytes and safety state.
 pub struct Pipeline {
     spec: TargetSpec,
-    predictor: Option<Session>,
+    predictor: Option<Forecaster>,
+    schedule: Option<Forecaster>,
     decider: Session,
     histories: Histories,
     safety: SafetyLayer,
-    predictor_state: Option<Vec<u8>>,
     decider_state: Option<Vec<u8>>,
+}
+
+/// A predictor's session and the state it returned last.
+struct Forecaster {
+    session: Session,
+    state: Option<Vec<u8>>,
+}
+
+impl Forecaster {
+    fn new(spec: Option<&PolicySpec>) -> Option<Self> {
+        spec.map(|p| Forecaster {
+            session: Session::new(p.policy.clone()),
+            state: None,
+        })
+    }
 }
 
 impl Pipeline {
     /// A pipeline for one target.
     pub fn new(spec: TargetSpec) -> Self {
         Pipeline {
-            predictor: spec
-                .predictor
-                .as_ref()
-                .map(|p| Session::new(p.policy.clone())),
+            predictor: Forecaster::new(spec.predictor.as_ref()),
+            schedule: Forecaster::new(spec.schedule.as_ref()),
             decider: Session::new(spec.decider.policy.clone()),
             histories: Histories::new(spec.history_len, spec.metrics.iter().cloned()),
-            safety: SafetyLayer::new(spec.behavior.clone(), spec.min_replicas, spec.max_replicas),
-            predictor_state: None,
+            safety: SafetyLayer::new(spec.behavior.clone(), spec.min_replicas, spec.max_replicas)
+                .with_zero(spec.zero.clone()),
             decider_state: None,
             spec,
         }
@@ -132,11 +152,10 @@ impl Pipeline {
             _ => false,
         };
         if !same(self.spec.predictor.as_ref(), spec.predictor.as_ref()) {
-            self.predictor = spec
-                .predictor
-                .as_ref()
-                .map(|p| Session::new(p.policy.clone()));
-            self.predictor_state = None;
+            self.predictor = Forecaster::new(spec.predictor.as_ref());
+        }
+        if !same(self.spec.schedule.as_ref(), spec.schedule.as_ref()) {
+            self.schedule = Forecaster::new(spec.schedule.as_ref());
         }
         if !same(Some(&self.spec.decider), Some(&spec.decider)) {
             self.decider = Session::new(spec.decider.policy.clone());
@@ -144,8 +163,12 @@ impl Pipeline {
         }
         self.histories
             .resize(spec.history_len, spec.metrics.iter().cloned());
-        self.safety
-            .reconfigure(spec.behavior.clone(), spec.min_replicas, spec.max_replicas);
+        self.safety.reconfigure(
+            spec.behavior.clone(),
+            spec.min_replicas,
+            spec.max_replicas,
+            spec.zero.clone(),
+        );
         self.spec = spec;
     }
 
@@ -180,14 +203,18 @@ impl Pipeline {
             self.histories.push(name, obs.now_ms, *value);
         }
         let mut failures = Vec::new();
-        let (forecasts, predictor_error) = match self.forecast(obs) {
-            Ok(f) => (f, None),
-            Err((e, kind)) => {
-                tracing::warn!(error = %e, "predictor failed; deciding without a forecast");
-                failures.push(("predictor", kind));
-                (Vec::new(), Some(e))
+        let mut predictor_error = None;
+        let mut forecasts = Vec::new();
+        for role in ["predictor", "schedule"] {
+            match self.forecast(role, obs) {
+                Ok(f) => forecasts = forecasts::combine_by_max(forecasts, f),
+                Err((e, kind)) => {
+                    tracing::warn!(role, error = %e, "forecast failed; deciding without it");
+                    failures.push((role, kind));
+                    predictor_error.get_or_insert(format!("{role}: {e}"));
+                }
             }
-        };
+        }
         let (proposal, reason) = match self.decide(obs, &metrics, &forecasts) {
             Ok((desired, reason)) => (Proposal::Desired(desired), reason),
             Err((e, kind)) => {
@@ -195,9 +222,14 @@ impl Pipeline {
                 (Proposal::Failed(e.clone()), e)
             }
         };
-        let verdict = self
-            .safety
-            .evaluate(obs.now_ms, obs.current_replicas, &proposal);
+        let now = obs.now_ms as f64;
+        let signals = Signals {
+            metrics: &metrics,
+            floor: forecasts::floor(&forecasts, now, now + self.horizon_ms()),
+        };
+        let verdict =
+            self.safety
+                .evaluate_with(obs.now_ms, obs.current_replicas, &proposal, &signals);
         TickReport {
             now_ms: obs.now_ms,
             current_replicas: obs.current_replicas,
@@ -229,51 +261,39 @@ impl Pipeline {
         Ok(report)
     }
 
+    /// How far ahead forecasts reach: the warm-up, or one interval if longer.
+    fn horizon_ms(&self) -> f64 {
+        self.spec.warmup_ms.max(self.spec.interval_ms) as f64
+    }
+
+    /// The forecasts of the predictor or the schedule (`role`); none without one.
     fn forecast(
         &mut self,
+        role: &str,
         obs: &Observation,
     ) -> Result<Vec<MetricForecast>, (String, &'static str)> {
-        let (Some(session), Some(spec)) = (self.predictor.as_mut(), self.spec.predictor.as_ref())
-        else {
+        let horizon_ms = self.horizon_ms();
+        let (forecaster, spec) = match role {
+            "schedule" => (self.schedule.as_mut(), self.spec.schedule.as_ref()),
+            _ => (self.predictor.as_mut(), self.spec.predictor.as_ref()),
+        };
+        let (Some(forecaster), Some(spec)) = (forecaster, spec) else {
             return Ok(Vec::new());
         };
         let request = ForecastRequest {
             now_ms: obs.now_ms as f64,
-            horizon_ms: self.spec.warmup_ms.max(self.spec.interval_ms) as f64,
+            horizon_ms,
             step_ms: self.spec.interval_ms as f64,
             histories: self.histories.to_wit(),
             config: spec.config.clone(),
-            state: self.predictor_state.clone(),
+            state: forecaster.state.clone(),
         };
-        let response = session
+        let response = forecaster
+            .session
             .with(|i| i.forecast(&request))
             .map_err(|e| (e.to_string(), e.kind()))?;
-        for f in &response.forecasts {
-            if f.points.len() > MAX_FORECAST_POINTS {
-                return Err((
-                    format!(
-                        "forecast of `{}` has {} points (most {MAX_FORECAST_POINTS})",
-                        f.name,
-                        f.points.len()
-                    ),
-                    "bad_output",
-                ));
-            }
-            if let Some(p) = f
-                .points
-                .iter()
-                .find(|p| !p.value.is_finite() || !p.time_ms.is_finite())
-            {
-                return Err((
-                    format!(
-                        "forecast of `{}` holds a non-finite value ({}) at {}",
-                        f.name, p.value, p.time_ms
-                    ),
-                    "bad_output",
-                ));
-            }
-        }
-        self.predictor_state = keep_state(response.state, "predictor");
+        forecasts::check(&response.forecasts).map_err(|e| (e, "bad_output"))?;
+        forecaster.state = keep_state(response.state, role);
         Ok(response.forecasts)
     }
 

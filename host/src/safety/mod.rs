@@ -1,19 +1,24 @@
 //! The safety layer: native rules that bound what any policy can do to a
 //! workload. A policy proposes; this layer decides what is applied.
 //!
-//! Order of the rules in [`SafetyLayer::evaluate`]: failure handling and
-//! fallback → reject absurd output → clamp to `[min, max]` → stabilization
-//! windows → max step per action → max actions per sliding window → bounds
-//! again (the configured bounds always win over step limits).
+//! Order of the rules in [`SafetyLayer::evaluate`]: scale to zero (a target
+//! at zero stays there or is activated; one idle long enough goes there) →
+//! failure handling and fallback → reject absurd output → clamp to
+//! `[min, max]` → a forecast floor (`replicas`) → stabilization windows →
+//! max step per action → max actions per sliding window → bounds again (the
+//! configured bounds always win over step limits).
 
 mod behavior;
 mod rate;
 mod stabilization;
+mod zero;
 
 pub use behavior::{ActionWindow, Backoff, Behavior, DirectionRules, Fallback};
+pub use zero::{Transition, ZeroRules};
 
 use rate::ActionLog;
 use stabilization::Recommendations;
+use zero::{Activity, IdleClock};
 
 /// A decider's output before the safety layer, or why there is none.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +49,14 @@ pub enum Limit {
     HeldOnFailure,
     /// Set by the fallback after too many consecutive failures.
     Fallback,
+    /// Raised to the replicas a forecast of `replicas` asks for (a schedule).
+    ForecastFloor,
+    /// Kept at zero: no activation metric is above its threshold.
+    HeldAtZero,
+    /// Woken from zero at once by an activation metric.
+    Activated,
+    /// Sent to zero after the idle period.
+    Idled,
 }
 
 /// What the safety layer lets through.
@@ -53,6 +66,17 @@ pub struct Verdict {
     pub replicas: u32,
     /// The rules that shaped it, in the order they applied.
     pub limits: Vec<Limit>,
+    /// A move to or from zero, when this verdict makes one.
+    pub transition: Option<Transition>,
+}
+
+/// What the safety layer weighs besides the proposal.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Signals<'a> {
+    /// This tick's metric values (`None`: unavailable), for the activation thresholds.
+    pub metrics: &'a [(String, Option<f64>)],
+    /// At least this many replicas, from a forecast of `replicas` (a schedule).
+    pub floor: Option<u32>,
 }
 
 /// The safety state of one target.
@@ -64,6 +88,8 @@ pub struct SafetyLayer {
     recommendations: Recommendations,
     actions: ActionLog,
     consecutive_failures: u32,
+    zero: ZeroRules,
+    idle: IdleClock,
 }
 
 impl SafetyLayer {
@@ -76,15 +102,39 @@ impl SafetyLayer {
             recommendations: Recommendations::default(),
             actions: ActionLog::default(),
             consecutive_failures: 0,
+            zero: ZeroRules::default(),
+            idle: IdleClock::default(),
         }
+    }
+
+    /// Lets the target run no pods (only with `min` 0 and an activation metric).
+    pub fn with_zero(mut self, zero: ZeroRules) -> Self {
+        self.zero = zero;
+        self
     }
 
     /// Changes the bounds and rules, keeping the recent recommendations and
     /// actions so a spec edit does not reopen the stabilization windows.
-    pub fn reconfigure(&mut self, behavior: Behavior, min: u32, max: u32) {
+    pub fn reconfigure(&mut self, behavior: Behavior, min: u32, max: u32, zero: ZeroRules) {
         self.behavior = behavior;
         self.min = min;
         self.max = max.max(min);
+        self.zero = zero;
+    }
+
+    /// Whether the target may run no pods.
+    fn zero_enabled(&self) -> bool {
+        self.min == 0 && self.zero.enabled()
+    }
+
+    /// The fewest replicas a running target is kept at: with scale to zero,
+    /// zero is reached only through the idle period, never by a decision.
+    fn lower_bound(&self) -> u32 {
+        if self.zero_enabled() {
+            self.min.max(1)
+        } else {
+            self.min
+        }
     }
 
     /// The largest output treated as a real answer; above it the policy is
@@ -101,8 +151,89 @@ impl SafetyLayer {
 
     /// Bounds `proposal` for a target now running `current` replicas.
     pub fn evaluate(&mut self, now_ms: u64, current: u32, proposal: &Proposal) -> Verdict {
-        let mut limits = Vec::new();
-        let desired = match proposal {
+        self.evaluate_with(now_ms, current, proposal, &Signals::default())
+    }
+
+    /// [`SafetyLayer::evaluate`] with this tick's metrics and forecast floor.
+    pub fn evaluate_with(
+        &mut self,
+        now_ms: u64,
+        current: u32,
+        proposal: &Proposal,
+        signals: &Signals,
+    ) -> Verdict {
+        let zero = self.zero_enabled();
+        let activity = if zero {
+            self.zero.assess(signals.metrics)
+        } else {
+            Activity::Unknown
+        };
+        if zero && current == 0 {
+            return self.at_zero(now_ms, proposal, activity, signals.floor);
+        }
+        let idle_due = zero && self.idle.tick(now_ms, &activity, self.zero.idle_ms);
+        let verdict = self.running(now_ms, current, proposal, signals.floor);
+        if idle_due && self.actions.allows(now_ms, &self.behavior.max_actions) {
+            self.idle.reset();
+            return Verdict {
+                replicas: 0,
+                limits: vec![Limit::Idled],
+                transition: Some(Transition::Idled {
+                    idle_ms: self.zero.idle_ms,
+                }),
+            };
+        }
+        verdict
+    }
+
+    /// A target at zero stays there unless an activation metric wakes it;
+    /// then it goes to what was decided (at least one) at once.
+    fn at_zero(
+        &mut self,
+        now_ms: u64,
+        proposal: &Proposal,
+        activity: Activity,
+        floor: Option<u32>,
+    ) -> Verdict {
+        let desired = self.accept(proposal);
+        let Activity::Active {
+            metric,
+            value,
+            threshold,
+        } = activity
+        else {
+            let limits = if desired.unwrap_or(0) > 0 || floor.unwrap_or(0) > 0 {
+                vec![Limit::HeldAtZero]
+            } else {
+                Vec::new()
+            };
+            return Verdict {
+                replicas: 0,
+                limits,
+                transition: None,
+            };
+        };
+        self.idle.reset();
+        let replicas = desired
+            .unwrap_or(1)
+            .max(floor.unwrap_or(0))
+            .clamp(1, self.max);
+        // Later stabilization windows see the wake-up as a recommendation.
+        self.recommendations.seed(now_ms, replicas);
+        Verdict {
+            replicas,
+            limits: vec![Limit::Activated],
+            transition: Some(Transition::Activated {
+                metric,
+                value,
+                threshold,
+            }),
+        }
+    }
+
+    /// The proposal as a count, or `None` when it failed or is absurd (a failure).
+    fn accept(&mut self, proposal: &Proposal) -> Option<u32> {
+        match proposal {
             Proposal::Desired(d) if *d <= self.absurd_limit() => {
                 self.consecutive_failures = 0;
                 Some(*d)
@@ -111,11 +242,28 @@ impl SafetyLayer {
                 self.consecutive_failures += 1;
                 None
             }
-        };
+        }
+    }
 
+    /// The rules for a running target.
+    fn running(
+        &mut self,
+        now_ms: u64,
+        current: u32,
+        proposal: &Proposal,
+        floor: Option<u32>,
+    ) -> Verdict {
+        let mut limits = Vec::new();
+        let desired = self.accept(proposal);
         let target = match desired {
             Some(d) => {
-                let clamped = self.clamp(d, &mut limits);
+                let mut clamped = self.clamp(d, &mut limits);
+                if let Some(f) = floor.map(|f| f.min(self.max)) {
+                    if f > clamped {
+                        limits.push(Limit::ForecastFloor);
+                        clamped = f;
+                    }
+                }
                 self.stabilize(now_ms, current, clamped, &mut limits)
             }
             None => match self.behavior.fallback.replicas {
@@ -138,7 +286,7 @@ impl SafetyLayer {
             } else {
                 stepped
             };
-        let replicas = rated.clamp(self.min, self.max);
+        let replicas = rated.clamp(self.lower_bound(), self.max);
         if replicas != rated {
             limits.push(if replicas > rated {
                 Limit::ClampedToMin
@@ -146,7 +294,11 @@ impl SafetyLayer {
                 Limit::ClampedToMax
             });
         }
-        Verdict { replicas, limits }
+        Verdict {
+            replicas,
+            limits,
+            transition: None,
+        }
     }
 
     /// Starts a layer that takes over a target mid-flight (a new leader, a
@@ -167,12 +319,13 @@ impl SafetyLayer {
     }
 
     fn clamp(&self, desired: u32, limits: &mut Vec<Limit>) -> u32 {
-        if desired < self.min {
+        let min = self.lower_bound();
+        if desired < min {
             limits.push(Limit::ClampedToMin);
         } else if desired > self.max {
             limits.push(Limit::ClampedToMax);
         }
-        desired.clamp(self.min, self.max)
+        desired.clamp(min, self.max)
     }
 
     fn stabilize(
@@ -397,5 +550,119 @@ mod tests {
         for t in 0..10 {
             assert_eq!(s.evaluate(t, 7, &Proposal::Failed("x".into())).replicas, 7);
         }
+    }
+
+    /// A layer with `minReplicas` 0, woken by `queue` above 1, idle after 60 s.
+    fn zero_layer(behavior: Behavior) -> SafetyLayer {
+        SafetyLayer::new(behavior, 0, 20).with_zero(ZeroRules {
+            activation: vec![("queue".into(), 1.0)],
+            idle_ms: 60_000,
+        })
+    }
+
+    fn queue(v: Option<f64>) -> Vec<(String, Option<f64>)> {
+        vec![("queue".into(), v)]
+    }
+
+    fn at(s: &mut SafetyLayer, t: u64, current: u32, d: u32, q: Option<f64>) -> Verdict {
+        let m = queue(q);
+        let signals = Signals {
+            metrics: &m,
+            floor: None,
+        };
+        s.evaluate_with(t, current, &Proposal::Desired(d), &signals)
+    }
+
+    #[test]
+    fn zero_holds_until_an_activation_metric_crosses_its_threshold() {
+        // Limits that would otherwise hold a change: a long up-window, one
+        // pod per step, one action an hour, and an action just taken.
+        let mut b = free();
+        b.scale_up.stabilization_seconds = 3600;
+        b.scale_up.max_step_pods = Some(1);
+        b.max_actions = Some(ActionWindow {
+            count: 1,
+            window_seconds: 3600,
+        });
+        let mut s = zero_layer(b);
+        s.record_action(0);
+        let v = at(&mut s, 1_000, 0, 5, Some(1.0));
+        assert_eq!(
+            (v.replicas, v.limits.clone()),
+            (0, vec![Limit::HeldAtZero]),
+            "at the threshold"
+        );
+        assert_eq!(
+            at(&mut s, 2_000, 0, 5, None).replicas,
+            0,
+            "unavailable never wakes"
+        );
+        let v = at(&mut s, 3_000, 0, 5, Some(1.5));
+        assert_eq!(v.replicas, 5, "what the decider wants, at once");
+        assert_eq!(v.limits, [Limit::Activated]);
+        assert!(
+            matches!(v.transition, Some(Transition::Activated { ref metric, .. }) if metric == "queue")
+        );
+        // A failed or zero decision still wakes to one.
+        let mut s = zero_layer(free());
+        let m = queue(Some(3.0));
+        let signals = Signals {
+            metrics: &m,
+            floor: None,
+        };
+        let v = s.evaluate_with(0, 0, &Proposal::Failed("no metric".into()), &signals);
+        assert_eq!(v.replicas, 1);
+        assert_eq!(at(&mut zero_layer(free()), 0, 0, 0, Some(3.0)).replicas, 1);
+    }
+
+    #[test]
+    fn a_running_target_goes_to_zero_only_after_the_idle_period() {
+        let mut s = zero_layer(free());
+        // The decider says 0; with traffic the target keeps a pod.
+        for t in 0..10 {
+            let v = at(&mut s, t * 15_000, 3, 0, Some(4.0));
+            assert_eq!(v.replicas, 1, "traffic at {t}");
+            assert!(v.transition.is_none());
+        }
+        // Idle from 150 s: zero at 210 s, not before; a gap restarts the clock.
+        assert_eq!(at(&mut s, 150_000, 1, 0, Some(0.0)).replicas, 1);
+        assert_eq!(
+            at(&mut s, 165_000, 1, 0, None).replicas,
+            1,
+            "unavailable is not idle"
+        );
+        assert_eq!(at(&mut s, 180_000, 1, 0, Some(0.0)).replicas, 1);
+        assert_eq!(
+            at(&mut s, 225_000, 1, 0, Some(0.0)).replicas,
+            1,
+            "45 s idle"
+        );
+        let v = at(&mut s, 240_000, 1, 0, Some(0.0));
+        assert_eq!(v.replicas, 0, "60 s idle");
+        assert_eq!(v.transition, Some(Transition::Idled { idle_ms: 60_000 }));
+        // Without an activation metric, min 0 is only a bound: no zero logic.
+        let mut plain = SafetyLayer::new(free(), 0, 20);
+        assert_eq!(plain.evaluate(0, 3, &Proposal::Desired(0)).replicas, 0);
+    }
+
+    #[test]
+    fn a_forecast_floor_raises_the_decision_within_bounds() {
+        let mut s = layer(free());
+        let floor = |f| Signals {
+            metrics: &[],
+            floor: Some(f),
+        };
+        let v = s.evaluate_with(0, 5, &Proposal::Desired(4), &floor(12));
+        assert_eq!((v.replicas, v.limits), (12, vec![Limit::ForecastFloor]));
+        assert_eq!(
+            s.evaluate_with(0, 5, &Proposal::Desired(15), &floor(12))
+                .replicas,
+            15
+        );
+        assert_eq!(
+            s.evaluate_with(0, 5, &Proposal::Desired(4), &floor(99))
+                .replicas,
+            20
+        );
     }
 }

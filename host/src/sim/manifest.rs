@@ -83,6 +83,10 @@ pub fn from_manifest(
         Some(p) => Some(load(p, World::Predictor)?),
         None => None,
     };
+    let schedule = match &spec.schedule {
+        Some(p) => Some(load(p, World::Predictor)?),
+        None => None,
+    };
     let decider = load(&spec.decider, World::Decider)?;
     let mut metric_names = super::setup::plain_metric_names();
     for m in &spec.metrics {
@@ -99,15 +103,27 @@ pub fn from_manifest(
             });
         };
         metric_names[slot] = m.name.clone();
+        // With no pods there is no utilization: only the load can wake the target.
+        if m.activation_threshold.is_some() && METRICS[slot] != "rps" {
+            return Err(SetupError::Setup {
+                setup: name.clone(),
+                message: format!(
+                    "metric `{}` has an activationThreshold but replays as `{}`, which does not exist at zero replicas; map it with --metric {}=rps",
+                    m.name, METRICS[slot], m.name
+                ),
+            });
+        }
     }
     Ok(Manifest {
         setup: Setup {
             name,
             predictor,
+            schedule,
             decider,
             behavior: spec.behavior.clone(),
             metric_names,
             warmup_seconds: Some(checked.warmup.as_secs()),
+            zero: checked.zero.clone(),
         },
         min_replicas: spec.min_replicas,
         max_replicas: spec.max_replicas,

@@ -38,6 +38,9 @@ pub struct SimParams {
     pub history_len: usize,
     /// Utilization of ready capacity above which a second counts as an SLO violation.
     pub slo_utilization: f64,
+    /// The wall-clock time of the trace's first second (Unix ms): what `now`
+    /// policies see, so a schedule's windows fall where they would.
+    pub start_ms: u64,
 }
 
 /// The metrics the simulator publishes to policies each tick.
@@ -55,18 +58,27 @@ pub struct Point {
 /// Replays `trace` through one set-up.
 pub fn run(trace: &Trace, params: &SimParams, setup: &Setup) -> SetupResult {
     let interval = params.interval_seconds.max(1);
+    // Only a set-up that can be woken from zero may go there.
+    let min_replicas = if setup.zero.enabled() {
+        params.min_replicas
+    } else {
+        params.min_replicas.max(1)
+    };
     let mut pipeline = Pipeline::new(TargetSpec {
-        min_replicas: params.min_replicas,
+        min_replicas,
         max_replicas: params.max_replicas,
         interval_ms: interval * 1000,
         warmup_ms: setup.warmup_seconds.unwrap_or(params.startup_seconds) * 1000,
         history_len: params.history_len,
         metrics: setup.metric_names.to_vec(),
         predictor: setup.predictor.clone(),
+        schedule: setup.schedule.clone(),
         decider: setup.decider.clone(),
         behavior: setup.behavior.clone(),
+        zero: setup.zero.clone(),
     });
-    let mut target = SimulatedTarget::new(params.initial_replicas, params.startup_seconds);
+    let initial = params.initial_replicas.max(min_replicas);
+    let mut target = SimulatedTarget::new(initial, params.startup_seconds);
     let mut summary = Summary::new(&setup.name);
     let mut series = Vec::new();
     let (mut window_sum, mut window_len) = (0.0, 0u64);
@@ -85,7 +97,7 @@ pub fn run(trace: &Trace, params: &SimParams, setup: &Setup) -> SetupResult {
             let utilization =
                 (ready > 0).then(|| rps / (f64::from(ready) * params.capacity_per_pod));
             let obs = Observation {
-                now_ms: t * 1000,
+                now_ms: params.start_ms + t * 1000,
                 current_replicas: target.replicas(),
                 ready_replicas: ready,
                 warming_replicas: target.replicas() - ready,

@@ -26,6 +26,8 @@ pub struct Summary {
     pub failed_decisions: u32,
     /// Ticks at which a predictor failed (the decider then ran without a forecast).
     pub failed_forecasts: u32,
+    /// Seconds of load that met no ready pod at all: cold starts of a set-up that idles at zero.
+    pub cold_start_seconds: u64,
     #[serde(skip)]
     pod_seconds: u64,
 }
@@ -43,6 +45,7 @@ impl Summary {
             peak_replicas: 0,
             failed_decisions: 0,
             failed_forecasts: 0,
+            cold_start_seconds: 0,
             pod_seconds: 0,
         }
     }
@@ -68,6 +71,7 @@ impl Summary {
         replicas: u32,
     ) {
         self.overload_seconds += u64::from(load > capacity);
+        self.cold_start_seconds += u64::from(load > 0.0 && capacity <= 0.0);
         self.slo_violation_seconds += u64::from(load > capacity * slo_utilization);
         self.pod_seconds += u64::from(replicas);
         self.peak_replicas = self.peak_replicas.max(replicas);
@@ -153,10 +157,19 @@ impl Report {
             p.interval_seconds,
             p.slo_utilization * 100.0
         );
+        // Cold starts exist only where a set-up may idle at zero.
+        let cold = p.min_replicas == 0;
         let _ = writeln!(
             out,
-            "{:<14} {:>12} {:>14} {:>11} {:>13} {:>8} {:>8}",
-            "setup", "overload s", "SLO-violation s", "pod-hours", "actions(↑/↓)", "peak", "failed"
+            "{:<14} {:>12} {:>14} {:>11} {:>13} {:>8} {:>8}{}",
+            "setup",
+            "overload s",
+            "SLO-violation s",
+            "pod-hours",
+            "actions(↑/↓)",
+            "peak",
+            "failed",
+            if cold { "  cold-start s" } else { "" }
         );
         let base = self.setups.first();
         for s in &self.setups {
@@ -170,7 +183,7 @@ impl Report {
             let b = base.expect("a report has set-ups");
             let _ = writeln!(
                 out,
-                "{:<14} {:>12} {:>14} {:>11} {:>13} {:>8} {:>8}",
+                "{:<14} {:>12} {:>14} {:>11} {:>13} {:>8} {:>8}{}",
                 s.setup,
                 s.overload_seconds,
                 s.slo_violation_seconds,
@@ -178,6 +191,11 @@ impl Report {
                 format!("{} ({}/{})", s.scale_actions, s.scale_ups, s.scale_downs),
                 s.peak_replicas,
                 s.failed_decisions + s.failed_forecasts,
+                if cold {
+                    format!("  {:>12}", s.cold_start_seconds)
+                } else {
+                    String::new()
+                }
             );
             let ratios = [
                 vs(s.overload_seconds as f64, b.overload_seconds as f64),

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use crate::bundled;
 use crate::pipeline::PolicySpec;
 use crate::runtime::{Runtime, RuntimeError, World};
-use crate::safety::{ActionWindow, Behavior};
+use crate::safety::{ActionWindow, Behavior, ZeroRules};
 
 use super::SimParams;
 
@@ -19,12 +19,16 @@ pub const BASELINE: &str = "hpa";
 pub struct Setup {
     pub name: String,
     pub predictor: Option<PolicySpec>,
+    /// A second predictor (a schedule), combined with the predictor by max.
+    pub schedule: Option<PolicySpec>,
     pub decider: PolicySpec,
     pub behavior: Behavior,
     /// The names under which the policies see the simulated `rps` and `utilization`.
     pub metric_names: [String; 2],
     /// How far ahead predictors forecast, if not the pods' start-up time.
     pub warmup_seconds: Option<u64>,
+    /// Scale to zero, when the replay's `minReplicas` is 0 (without it the set-up keeps one pod).
+    pub zero: ZeroRules,
 }
 
 /// The simulated metrics under their own names.
@@ -95,6 +99,8 @@ pub fn bundled(runtime: &Runtime, params: &SimParams) -> Result<Vec<Setup>, Setu
             behavior: Behavior::default(),
             metric_names: plain_metric_names(),
             warmup_seconds: None,
+            zero: ZeroRules::default(),
+            schedule: None,
         },
         Setup {
             name: "reactive".into(),
@@ -103,6 +109,8 @@ pub fn bundled(runtime: &Runtime, params: &SimParams) -> Result<Vec<Setup>, Setu
             behavior: gentle.clone(),
             metric_names: plain_metric_names(),
             warmup_seconds: None,
+            zero: ZeroRules::default(),
+            schedule: None,
         },
         Setup {
             name: "predictive".into(),
@@ -115,13 +123,16 @@ pub fn bundled(runtime: &Runtime, params: &SimParams) -> Result<Vec<Setup>, Setu
             behavior: gentle,
             metric_names: plain_metric_names(),
             warmup_seconds: None,
+            zero: ZeroRules::default(),
+            schedule: None,
         },
     ])
 }
 
-/// The set-ups of a JSON file: a list of
-/// `{"name", "predictor"?: {"policy", "config"?}, "decider": {"policy", "config"?}, "behavior"?}`
-/// where `policy` is a `.wasm` path (relative to the file) or `bundled:NAME`.
+/// The set-ups of a JSON file: a list of `{"name", "predictor"?: {"policy",
+/// "config"?}, "schedule"?: {…}, "decider": {"policy", "config"?}, "behavior"?,
+/// "scaleToZero"?: {"activation": {"rps": N}, "idleAfterSeconds"?}}` where
+/// `policy` is a `.wasm` path (relative to the file) or `bundled:NAME`.
 /// The HPA baseline is put first unless the file has a set-up named `hpa`.
 pub fn from_file(
     runtime: &Runtime,
@@ -148,14 +159,27 @@ pub fn from_file(
             Some(p) => Some(p.load(runtime, base, &f.name, World::Predictor)?),
             None => None,
         };
+        let schedule = match &f.schedule {
+            Some(p) => Some(p.load(runtime, base, &f.name, World::Predictor)?),
+            None => None,
+        };
         let decider = f.decider.load(runtime, base, &f.name, World::Decider)?;
+        let zero = match &f.scale_to_zero {
+            Some(z) => z.rules().map_err(|message| SetupError::Setup {
+                setup: f.name.clone(),
+                message,
+            })?,
+            None => ZeroRules::default(),
+        };
         setups.push(Setup {
             name: f.name,
             predictor,
+            schedule,
             decider,
             behavior: f.behavior,
             metric_names: plain_metric_names(),
             warmup_seconds: None,
+            zero,
         });
     }
     if !setups.iter().any(|s| s.name == BASELINE) {
@@ -169,14 +193,56 @@ pub fn from_file(
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct SetupFile {
     name: String,
     #[serde(default)]
     predictor: Option<PolicyRef>,
+    #[serde(default)]
+    schedule: Option<PolicyRef>,
     decider: PolicyRef,
     #[serde(default)]
     behavior: Behavior,
+    #[serde(default)]
+    scale_to_zero: Option<ScaleToZero>,
+}
+
+/// `"scaleToZero": {"activation": {"rps": 0.5}, "idleAfterSeconds": 300}` in a set-ups file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ScaleToZero {
+    /// Activation threshold by metric; only `rps` exists with no pods.
+    activation: std::collections::BTreeMap<String, f64>,
+    #[serde(default = "default_idle_seconds")]
+    idle_after_seconds: u64,
+}
+
+fn default_idle_seconds() -> u64 {
+    300
+}
+
+impl ScaleToZero {
+    fn rules(&self) -> Result<ZeroRules, String> {
+        if self.activation.is_empty() {
+            return Err("scaleToZero.activation names no metric".into());
+        }
+        for (name, threshold) in &self.activation {
+            if name != "rps" {
+                return Err(format!(
+                    "scaleToZero.activation: `{name}` does not exist with no pods; only `rps` does"
+                ));
+            }
+            if !(threshold.is_finite() && *threshold >= 0.0) {
+                return Err(format!(
+                    "scaleToZero.activation.{name} must be a number ≥ 0, got {threshold}"
+                ));
+            }
+        }
+        Ok(ZeroRules {
+            activation: self.activation.clone().into_iter().collect(),
+            idle_ms: self.idle_after_seconds.saturating_mul(1000),
+        })
+    }
 }
 
 #[derive(Deserialize)]

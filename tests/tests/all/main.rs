@@ -11,6 +11,7 @@ mod loading;
 mod operator;
 mod prometheus;
 mod sandbox;
+mod scale_to_zero;
 mod scrape;
 mod simulate;
 mod tenants;

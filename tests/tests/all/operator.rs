@@ -1044,3 +1044,55 @@ async fn a_large_python_predictor_mounted_as_a_file_serves_under_its_pin() {
     })
     .await;
 }
+
+/// A `schedule` beside the decider: its `replicas` window is a floor the
+/// operator keeps, while outside its windows it adds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_window_keeps_the_target_up_to_its_replicas() {
+    let server = ApiServer::start().await;
+    let exporter = Exporter::start(40.0).await;
+    let window = |cron: &str| {
+        json!({"schedule": {"bundled": "schedule", "config": {"timeZone": "Europe/Berlin",
+            "windows": [{"cron": cron, "duration": "24h", "minReplicas": 6}]}}})
+    };
+    server.create(deployment("on", 1));
+    server.create(autoscaler("on", "on", exporter.port, window("* * * * *")));
+    // 30 February: never on.
+    server.create(deployment("off", 1));
+    server.create(autoscaler(
+        "off",
+        "off",
+        exporter.port,
+        window("0 0 30 2 *"),
+    ));
+    let _op = start_operator(&server, "solo", false);
+    eventually("the floor applied", WAIT, || {
+        (replicas(&server, "on") == 6).then_some(())
+    })
+    .await;
+    eventually("the decider alone elsewhere", WAIT, || {
+        (replicas(&server, "off") == 4).then_some(())
+    })
+    .await;
+    let s = status(&server, "on");
+    assert!(
+        s["lastDecision"]["limits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l == "ForecastFloor"),
+        "{s}"
+    );
+    assert!(
+        s["policies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["role"] == "schedule" && p["source"] == "bundled:schedule"),
+        "{s}"
+    );
+    assert_eq!(
+        s["lastDecision"]["proposedReplicas"], 4,
+        "the decider still says 4"
+    );
+}

@@ -6,6 +6,7 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -28,10 +29,18 @@ impl Drop for Prometheus {
     }
 }
 
+/// The `queue_depth` gauge the exporter publishes, set by the test that uses it.
+static QUEUE_DEPTH: AtomicU64 = AtomicU64::new(0);
+
+/// Sets the exporter's `queue_depth` (Prometheus sees it at its next scrape, within 1 s).
+pub(crate) fn set_queue_depth(value: f64) {
+    QUEUE_DEPTH.store(value.to_bits(), Ordering::Relaxed);
+}
+
 /// The exporter's series, as functions of the seconds since it started:
 /// `inflight` 7; `lagging` 5, stamped 30 s in the past; `requests_total`
 /// growing by 10/s; `latency_seconds` observations growing by 10/s, half
-/// ≤ 0.1 s, 90% ≤ 0.5 s.
+/// ≤ 0.1 s, 90% ≤ 0.5 s; and `queue_depth`, whatever [`set_queue_depth`] set.
 fn exposition(t: f64) -> String {
     let lagging_ms = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -43,13 +52,15 @@ fn exposition(t: f64) -> String {
          # TYPE requests_total counter\nrequests_total{{code=\"200\"}} {}\n\
          # TYPE latency_seconds histogram\n\
          latency_seconds_bucket{{le=\"0.1\"}} {}\nlatency_seconds_bucket{{le=\"0.5\"}} {}\n\
-         latency_seconds_bucket{{le=\"+Inf\"}} {}\nlatency_seconds_sum {}\nlatency_seconds_count {}\n",
+         latency_seconds_bucket{{le=\"+Inf\"}} {}\nlatency_seconds_sum {}\nlatency_seconds_count {}\n\
+         # TYPE queue_depth gauge\nqueue_depth {}\n",
         10.0 * t,
         5.0 * t,
         9.0 * t,
         10.0 * t,
         2.0 * t,
-        10.0 * t
+        10.0 * t,
+        f64::from_bits(QUEUE_DEPTH.load(Ordering::Relaxed))
     )
 }
 
@@ -138,6 +149,7 @@ fn spec(address: &str, query: &str) -> MetricSpec {
         }),
         scrape: None,
         stale_after: None,
+        activation_threshold: None,
     }
 }
 

@@ -103,11 +103,13 @@ fn target(mode_name: &str, behavior: Behavior) -> Pipeline {
         history_len: 16,
         metrics: vec!["rps".into()],
         predictor: None,
+        schedule: None,
         decider: PolicySpec {
             policy: misbehave_policy(&rt),
             config: mode(mode_name),
         },
         behavior,
+        zero: Default::default(),
     })
 }
 

@@ -79,6 +79,7 @@ fn spec(metric: &str, aggregation: Aggregation, quantile: Option<f64>) -> Metric
             endpoints: Vec::new(),
         }),
         stale_after: None,
+        activation_threshold: None,
     }
 }
 

@@ -3,7 +3,7 @@
 use wasm_autoscaler::bundled;
 use wasm_autoscaler::pipeline::PolicySpec;
 use wasm_autoscaler::runtime::{Runtime, RuntimeConfig};
-use wasm_autoscaler::safety::Behavior;
+use wasm_autoscaler::safety::{Behavior, ZeroRules};
 use wasm_autoscaler::sim::{self, setup, Setup, SimParams, Trace};
 
 use crate::guests::{misbehave_policy, mode};
@@ -28,6 +28,7 @@ fn params() -> SimParams {
         interval_seconds: 15,
         history_len: 240,
         slo_utilization: 0.8,
+        start_ms: 0,
     }
 }
 
@@ -77,6 +78,8 @@ fn a_policy_that_always_fails_holds_the_target() {
             behavior: Behavior::default(),
             metric_names: sim::setup::plain_metric_names(),
             warmup_seconds: None,
+            schedule: None,
+            zero: Default::default(),
         };
         let result = sim::run(&trace, &params(), &broken);
         let ticks = 86_400 / 15;
@@ -84,4 +87,135 @@ fn a_policy_that_always_fails_holds_the_target() {
         assert_eq!(result.summary.scale_actions, 0, "{failure}");
         assert_eq!(result.summary.peak_replicas, 12, "{failure}");
     }
+}
+
+/// Three weekdays from Monday 2026-06-15 00:00 UTC, a minute a step: 20 rps,
+/// and 400 rps in Berlin business hours (08:00–18:00, UTC+2 in June), which
+/// start with a jump no reactive autoscaler can meet.
+fn business_days() -> Trace {
+    let mut csv = String::from("t_seconds,rps\n");
+    for minute in 0..3 * 1440u64 {
+        let hour_utc = (minute % 1440) / 60;
+        let rps = if (6..16).contains(&hour_utc) {
+            400.0
+        } else {
+            20.0
+        };
+        csv.push_str(&format!("{},{rps}\n", minute * 60));
+    }
+    Trace::parse("business-days", &csv).unwrap()
+}
+
+fn bundled_spec(rt: &Runtime, policy: &[u8], config: &str) -> PolicySpec {
+    PolicySpec {
+        policy: rt.load(policy).unwrap(),
+        config: config.into(),
+    }
+}
+
+#[test]
+fn a_schedule_removes_the_violations_of_a_known_morning_ramp() {
+    let trace = business_days();
+    let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+    let params = SimParams {
+        start_ms: 1_781_481_600_000, // 2026-06-15T00:00:00Z
+        initial_replicas: 2,
+        ..params()
+    };
+    let sizing = r#"{"metric": "rps", "capacityPerPod": 20, "targetUtilization": 0.7}"#;
+    let reactive = Setup {
+        name: "reactive".into(),
+        predictor: None,
+        schedule: None,
+        decider: bundled_spec(&rt, bundled::FORECAST, sizing),
+        behavior: Behavior::unrestricted(),
+        metric_names: sim::setup::plain_metric_names(),
+        warmup_seconds: None,
+        zero: Default::default(),
+    };
+    let scheduled = Setup {
+        name: "scheduled".into(),
+        schedule: Some(bundled_spec(
+            &rt,
+            bundled::SCHEDULE,
+            r#"{"timeZone": "Europe/Berlin", "windows": [
+                {"cron": "0 8 * * MON-FRI", "duration": "10h", "metric": "rps", "value": 400}]}"#,
+        )),
+        ..reactive.clone()
+    };
+    let report = sim::compare(&trace, &params, &[reactive, scheduled]);
+    let (without, with) = (&report.setups[0], &report.setups[1]);
+    println!(
+        "morning ramp, 3 days: SLO-violation s {} without the schedule, {} with it; pod-hours {:.1} vs {:.1}",
+        without.slo_violation_seconds, with.slo_violation_seconds, without.pod_hours, with.pod_hours
+    );
+    assert!(
+        without.slo_violation_seconds >= 3 * 60,
+        "each morning's jump is missed without a schedule: {without:?}"
+    );
+    assert_eq!(with.slo_violation_seconds, 0, "{with:?}");
+    assert_eq!(with.failed_forecasts, 0, "{with:?}");
+    // The schedule only adds the capacity the window needs, a minute early.
+    assert!(
+        with.pod_hours < without.pod_hours * 1.05,
+        "{with:?} vs {without:?}"
+    );
+}
+
+#[test]
+fn an_idle_workload_scales_to_zero_and_reports_its_cold_starts() {
+    // A day with nights of nothing: 30 rps from 08:00 to 20:00, else 0.
+    let mut csv = String::from("t_seconds,rps\n");
+    for minute in 0..2 * 1440u64 {
+        let hour = (minute % 1440) / 60;
+        let rps = if (8..20).contains(&hour) { 30.0 } else { 0.0 };
+        csv.push_str(&format!("{},{rps}\n", minute * 60));
+    }
+    let trace = Trace::parse("idle-nights", &csv).unwrap();
+    let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+    let params = SimParams {
+        min_replicas: 0,
+        initial_replicas: 0,
+        ..params()
+    };
+    let sizing = r#"{"metric": "rps", "capacityPerPod": 20, "targetUtilization": 0.7}"#;
+    let always_on = Setup {
+        name: "always-on".into(),
+        predictor: None,
+        schedule: None,
+        decider: bundled_spec(&rt, bundled::FORECAST, sizing),
+        behavior: Behavior::default(),
+        metric_names: sim::setup::plain_metric_names(),
+        warmup_seconds: None,
+        zero: Default::default(),
+    };
+    let to_zero = Setup {
+        name: "to-zero".into(),
+        zero: ZeroRules {
+            activation: vec![("rps".into(), 0.0)],
+            idle_ms: 600_000,
+        },
+        ..always_on.clone()
+    };
+    let report = sim::compare(&trace, &params, &[always_on, to_zero]);
+    let (on, zero) = (&report.setups[0], &report.setups[1]);
+    println!(
+        "idle nights, 2 days: pod-hours {:.1} kept up vs {:.1} to zero; cold-start s {} vs {}",
+        on.pod_hours, zero.pod_hours, on.cold_start_seconds, zero.cold_start_seconds
+    );
+    // Kept at one pod at least without the zero rules, though min is 0.
+    assert_eq!(on.cold_start_seconds, 0, "{on:?}");
+    assert!(on.pod_hours >= 48.0, "{on:?}");
+    // Zero overnight; each morning's wake-up meets no ready pod for the
+    // start-up (60 s) plus up to one tick (15 s).
+    // 24 idle hours in the trace: nearly one pod-hour each saved (less the idle periods).
+    assert!(zero.pod_hours <= on.pod_hours - 20.0, "{zero:?} vs {on:?}");
+    assert!(
+        (2 * 60..=2 * 75).contains(&zero.cold_start_seconds),
+        "{zero:?}"
+    );
+    assert!(zero.scale_actions >= 4, "{zero:?}");
+    let json = report.to_json();
+    assert!(json.contains("\"coldStartSeconds\""), "{json}");
+    assert!(report.to_table().contains("cold-start s"));
 }
