@@ -181,6 +181,20 @@ impl ApiServer {
         ))
     }
 
+    /// The reason and note of every Event about object `name` in `namespace`.
+    pub fn events_about(&self, namespace: &str, name: &str) -> Vec<(String, String)> {
+        self.list("Event", namespace)
+            .iter()
+            .filter(|e| e["regarding"]["name"] == name)
+            .map(|e| {
+                (
+                    e["reason"].as_str().unwrap_or_default().to_string(),
+                    e["note"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+
     /// All objects of `kind` in `namespace`.
     pub fn list(&self, kind: &str, namespace: &str) -> Vec<Value> {
         let res = RESOURCES

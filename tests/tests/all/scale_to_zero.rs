@@ -35,20 +35,6 @@ fn idling(name: &str, prometheus: &str, decide_on: &str) -> Value {
     })
 }
 
-fn events(server: &ApiServer, name: &str) -> Vec<(String, String)> {
-    server
-        .list("Event", NS)
-        .iter()
-        .filter(|e| e["regarding"]["name"] == name)
-        .map(|e| {
-            (
-                e["reason"].as_str().unwrap_or_default().into(),
-                e["note"].as_str().unwrap_or_default().into(),
-            )
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_metric_wakes_the_target_from_zero_and_idleness_sends_it_back() {
     let address = tokio::task::spawn_blocking(|| prometheus().address.clone())
@@ -98,7 +84,8 @@ async fn a_metric_wakes_the_target_from_zero_and_idleness_sends_it_back() {
     })
     .await;
     assert_eq!(replicas(&server, "floor"), 1);
-    let activated = events(&server, "sized")
+    let activated = server
+        .events_about(NS, "sized")
         .into_iter()
         .find(|(r, _)| r == "Activated")
         .expect("an Activated event");
@@ -137,7 +124,8 @@ async fn a_metric_wakes_the_target_from_zero_and_idleness_sends_it_back() {
         to_zero >= Duration::from_secs(3),
         "went to zero after {to_zero:?}, inside the 3 s idle period"
     );
-    assert!(events(&server, "floor")
+    assert!(server
+        .events_about(NS, "floor")
         .iter()
         .any(|(r, n)| r == "Idled" && n.contains("idled")));
 }

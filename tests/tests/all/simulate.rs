@@ -113,6 +113,21 @@ fn bundled_spec(rt: &Runtime, policy: &[u8], config: &str) -> PolicySpec {
     }
 }
 
+/// The bundled `forecast` decider sizing `rps` at 70% of 20 per pod, alone.
+fn sizing_setup(rt: &Runtime, name: &str, behavior: Behavior) -> Setup {
+    let sizing = r#"{"metric": "rps", "capacityPerPod": 20, "targetUtilization": 0.7}"#;
+    Setup {
+        name: name.into(),
+        predictor: None,
+        schedule: None,
+        decider: bundled_spec(rt, bundled::FORECAST, sizing),
+        behavior,
+        metric_names: sim::setup::plain_metric_names(),
+        warmup_seconds: None,
+        zero: Default::default(),
+    }
+}
+
 #[test]
 fn a_schedule_removes_the_violations_of_a_known_morning_ramp() {
     let trace = business_days();
@@ -122,17 +137,7 @@ fn a_schedule_removes_the_violations_of_a_known_morning_ramp() {
         initial_replicas: 2,
         ..params()
     };
-    let sizing = r#"{"metric": "rps", "capacityPerPod": 20, "targetUtilization": 0.7}"#;
-    let reactive = Setup {
-        name: "reactive".into(),
-        predictor: None,
-        schedule: None,
-        decider: bundled_spec(&rt, bundled::FORECAST, sizing),
-        behavior: Behavior::unrestricted(),
-        metric_names: sim::setup::plain_metric_names(),
-        warmup_seconds: None,
-        zero: Default::default(),
-    };
+    let reactive = sizing_setup(&rt, "reactive", Behavior::unrestricted());
     let scheduled = Setup {
         name: "scheduled".into(),
         schedule: Some(bundled_spec(
@@ -178,17 +183,7 @@ fn an_idle_workload_scales_to_zero_and_reports_its_cold_starts() {
         initial_replicas: 0,
         ..params()
     };
-    let sizing = r#"{"metric": "rps", "capacityPerPod": 20, "targetUtilization": 0.7}"#;
-    let always_on = Setup {
-        name: "always-on".into(),
-        predictor: None,
-        schedule: None,
-        decider: bundled_spec(&rt, bundled::FORECAST, sizing),
-        behavior: Behavior::default(),
-        metric_names: sim::setup::plain_metric_names(),
-        warmup_seconds: None,
-        zero: Default::default(),
-    };
+    let always_on = sizing_setup(&rt, "always-on", Behavior::default());
     let to_zero = Setup {
         name: "to-zero".into(),
         zero: ZeroRules {

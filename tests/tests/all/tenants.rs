@@ -38,21 +38,6 @@ fn settings(identity: &str) -> Settings {
     s
 }
 
-/// Every Event's reason and note for the object `name` in `namespace`.
-fn events_of(server: &ApiServer, namespace: &str, name: &str) -> Vec<(String, String)> {
-    server
-        .list("Event", namespace)
-        .iter()
-        .filter(|e| e["regarding"]["name"] == name)
-        .map(|e| {
-            (
-                e["reason"].as_str().unwrap_or_default().to_string(),
-                e["note"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_sources_outside_the_allowed_folders_are_refused_quickly_and_read_nothing() {
     let server = ApiServer::start().await;
@@ -134,7 +119,8 @@ async fn file_sources_outside_the_allowed_folders_are_refused_quickly_and_read_n
         .await;
         assert_eq!(&got, reason, "{name}: {message}");
         assert!(
-            events_of(&server, NS, name)
+            server
+                .events_about(NS, name)
                 .iter()
                 .any(|(r, _)| r == reason),
             "{name}: an Event with reason {reason}"
@@ -329,7 +315,8 @@ async fn a_secret_token_reaches_prometheus_only_where_the_namespace_granted_it()
     .await;
     assert_eq!(reason, "SecretForbidden", "{message}");
     assert!(
-        events_of(&server, "team-b", "web")
+        server
+            .events_about("team-b", "web")
             .iter()
             .any(|(r, _)| r == "SecretForbidden"),
         "an Event says so"
@@ -602,7 +589,7 @@ async fn addresses_egress_does_not_allow_are_never_connected_to() {
         let everything = format!(
             "{} {:?}",
             status(&server, name),
-            events_of(&server, NS, name)
+            server.events_about(NS, name)
         );
         assert!(
             !everything.contains(SECRET),
