@@ -585,11 +585,14 @@ impl Tick<'_> {
             let policy = match (current, fetched.bytes) {
                 (Some(p), _) => p,
                 (None, bytes) => {
-                    // Unchanged contents under a changed spec (a new config): read them again.
-                    let bytes = match bytes {
-                        Some(b) => b,
+                    // Unchanged contents under a changed spec (a new config): read them again,
+                    // holding the gate's place while the bytes are held.
+                    let (bytes, _permit) = match bytes {
+                        Some(b) => (b, None),
                         None => match self.read(source, &[]).await {
-                            Ok(again) => again.bytes.expect("an unknown stamp reads"),
+                            Ok(again) => {
+                                (again.bytes.expect("an unknown stamp reads"), again.permit)
+                            }
                             Err(e) => {
                                 failure = Some(e);
                                 break;
