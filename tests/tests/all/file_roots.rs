@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use proptest::prelude::*;
 use wasm_autoscaler::boundary::files::{read_bounded, FileError, FileRoots};
 
-/// A tree with an allowed `root` and an `out` folder beside it.
+/// A tree with an `allowed` folder (the root) and an `out` folder beside it.
 struct Tree {
     base: PathBuf,
     root: PathBuf,
@@ -22,7 +22,7 @@ fn tree() -> &'static Tree {
         let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("file-roots-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);
-        let (root, out) = (base.join("root"), base.join("out"));
+        let (root, out) = (base.join("allowed"), base.join("out"));
         std::fs::create_dir_all(root.join("a")).unwrap();
         std::fs::create_dir_all(root.join("..v1")).unwrap();
         std::fs::create_dir_all(&out).unwrap();
@@ -36,13 +36,13 @@ fn tree() -> &'static Tree {
         symlink("/etc", root.join("etc")).unwrap();
         symlink("loop", root.join("loop")).unwrap();
         std::fs::write(out.join("g.txt"), "OUTSIDE").unwrap();
-        symlink("../root/a", out.join("back")).unwrap();
+        symlink("../allowed/a", out.join("back")).unwrap();
         Tree { base, root }
     })
 }
 
 const PARTS: &[&str] = &[
-    "root", "a", "f.txt", "..", ".", "..data", "..v1", "key", "in-link", "out-link", "abs-out",
+    "allowed", "a", "f.txt", "..", ".", "..data", "..v1", "key", "in-link", "out-link", "abs-out",
     "out", "g.txt", "back", "loop", "etc", "hostname", "x", "",
 ];
 
