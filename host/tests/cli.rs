@@ -390,10 +390,7 @@ spec:
 /// `None`, said on stderr, when it was not built, unless
 /// `WASM_AUTOSCALER_REQUIRE_LANGUAGES=1` (set by `scripts/test`) makes that a failure.
 fn built_policy(lang: &str, what: &str) -> Option<PathBuf> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let path = target.join(format!("policies/ewma-trend-{lang}.wasm"));
+    let path = wasm_autoscaler_tests::fixtures::built_policy_path(lang);
     if path.exists() {
         return Some(path);
     }

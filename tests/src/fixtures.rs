@@ -40,13 +40,18 @@ pub fn compile_bomb(loops: usize, tag: u32) -> Vec<u8> {
 /// The languages `scripts/build-policies` builds `ewma-trend` in.
 pub const POLICY_LANGUAGES: [&str; 4] = ["python", "js", "c", "zig"];
 
-/// Reads the `ewma-trend` component `scripts/build-policies` wrote for
-/// `lang`; the error names the file and what to run.
-pub fn built_policy(lang: &str) -> Result<Vec<u8>, String> {
+/// Where `scripts/build-policies` writes the `ewma-trend` component for `lang`.
+pub fn built_policy_path(lang: &str) -> std::path::PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let path = target.join(format!("policies/ewma-trend-{lang}.wasm"));
+    target.join(format!("policies/ewma-trend-{lang}.wasm"))
+}
+
+/// Reads the `ewma-trend` component `scripts/build-policies` wrote for
+/// `lang`; the error names the file and what to run.
+pub fn built_policy(lang: &str) -> Result<Vec<u8>, String> {
+    let path = built_policy_path(lang);
     std::fs::read(&path).map_err(|e| format!("{}: {e}; run scripts/build-policies", path.display()))
 }
 

@@ -206,14 +206,6 @@ impl SecretCache {
         entries.insert(key, (Instant::now(), found.clone()));
         found
     }
-
-    /// Forgets what was read from `namespace` (an autoscaler there changed or went away).
-    pub fn forget_namespace(&self, namespace: &str) {
-        self.entries
-            .lock()
-            .expect("secret cache lock")
-            .retain(|(ns, _), _| ns != namespace);
-    }
 }
 
 fn secret_data(secret: &Secret) -> SecretData {

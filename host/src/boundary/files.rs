@@ -112,11 +112,6 @@ impl FileRoots {
         Ok(FileRoots { roots })
     }
 
-    /// Whether no folder is allowed.
-    pub fn is_empty(&self) -> bool {
-        self.roots.is_empty()
-    }
-
     /// The allowed folders, as given.
     pub fn folders(&self) -> impl Iterator<Item = &Path> {
         self.roots.iter().map(|r| r.given.as_path())

@@ -168,11 +168,6 @@ impl Fetcher {
         }
     }
 
-    /// The egress rules requests follow.
-    pub fn egress(&self) -> &EgressPolicy {
-        &self.egress
-    }
-
     /// The current value of `spec`, asked with `auth` (a `prometheus`
     /// metric's resolved credentials). `endpoints` are the target's ready
     /// pods (used by `scrape` metrics without explicit endpoints).

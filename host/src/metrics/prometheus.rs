@@ -176,7 +176,6 @@ impl Query<'_> {
         let answer: Answer = match serde_json::from_str(&body) {
             Ok(a) => a,
             Err(_) if !status.is_success() => {
-                tracing::debug!(%url, status = status.as_u16(), body = %Remote::of(&body).0, "unexpected answer");
                 return Err(MetricError::Status {
                     url,
                     status: status.as_u16(),
@@ -184,8 +183,8 @@ impl Query<'_> {
                 });
             }
             Err(e) => {
-                // serde's message can quote the answer; only its position is kept.
-                tracing::debug!(%url, error = %e, body = %Remote::of(&body).0, "not a Prometheus answer");
+                // serde's message can quote the answer; only its position is kept (the
+                // answer itself is logged at debug by whoever reports the error).
                 let what = if e.is_syntax() || e.is_eof() {
                     "not JSON"
                 } else {
@@ -199,7 +198,6 @@ impl Query<'_> {
             }
         };
         if answer.status != "success" {
-            tracing::debug!(%url, body = %Remote::of(&body).0, "query failed");
             let error_type = answer
                 .error_type
                 .as_deref()

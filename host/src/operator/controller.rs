@@ -226,12 +226,8 @@ fn sources(spec: &WasmAutoscalerSpec) -> impl Iterator<Item = &PolicySource> {
     .flatten()
 }
 
-fn file_sources(spec: &WasmAutoscalerSpec) -> impl Iterator<Item = &str> {
-    sources(spec).filter_map(|s| s.file.as_deref())
-}
-
 fn uses_files(spec: &WasmAutoscalerSpec) -> bool {
-    file_sources(spec).next().is_some()
+    sources(spec).any(|s| s.file.is_some())
 }
 
 fn references(spec: &WasmAutoscalerSpec, map: &str) -> bool {
@@ -251,12 +247,6 @@ fn error_policy(obj: Arc<WasmAutoscaler>, error: &Error, ctx: Arc<Context>) -> A
 
 async fn reconcile(obj: Arc<WasmAutoscaler>, ctx: Arc<Context>) -> Result<Action, Error> {
     let key = ObjectRef::from_obj(&*obj);
-    // Only folders inside the admin's roots are ever watched.
-    for path in file_sources(&obj.spec) {
-        if ctx.roots.resolve(None, path).is_ok() {
-            ctx.files.watch(path);
-        }
-    }
     if obj.meta().deletion_timestamp.is_some() {
         ctx.forget(&key);
         return Ok(Action::await_change());
@@ -850,7 +840,7 @@ impl Tick<'_> {
         source: &PolicySource,
         known: &[String],
     ) -> Result<policies::Fetched, LoadError> {
-        policies::read(
+        let fetched = policies::read(
             &self.ctx.client,
             self.namespace,
             source,
@@ -858,7 +848,12 @@ impl Tick<'_> {
             &self.ctx.load_gate,
             known,
         )
-        .await
+        .await?;
+        // Read, so inside the admin's roots: only such folders are ever watched.
+        if let Some(path) = &source.file {
+            self.ctx.files.watch(path);
+        }
+        Ok(fetched)
     }
 
     /// The credentials a metric's requests carry: from a Secret in this
