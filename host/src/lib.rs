@@ -17,6 +17,7 @@ pub mod cli;
 pub mod metrics;
 pub mod operator;
 pub mod pipeline;
+pub mod registry;
 pub mod runtime;
 pub mod safety;
 pub mod sim;

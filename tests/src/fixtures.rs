@@ -55,6 +55,15 @@ pub fn built_policy(lang: &str) -> Result<Vec<u8>, String> {
     std::fs::read(&path).map_err(|e| format!("{}: {e}; run scripts/build-policies", path.display()))
 }
 
+/// The program `name` on `PATH`, if any.
+pub fn which(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| std::path::PathBuf::from(d).join(name))
+        .find(|p| p.is_file())
+}
+
 /// A loopback port nothing listens on (at the moment of asking).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

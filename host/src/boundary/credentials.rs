@@ -1,4 +1,4 @@
-//! Credentials a metric request carries.
+//! Credentials a metric request or a registry pull carries.
 //!
 //! A spec never names a file. A tenant's credentials come from a Secret in
 //! the autoscaler's own namespace (`bearerTokenSecret`, `caSecret`), read
@@ -20,6 +20,7 @@ use kube::{Api, Client};
 
 use super::files::read_bounded;
 use crate::operator::crd::{PrometheusMetric, SecretKeyRef};
+use crate::registry::{from_docker_config, Login, DOCKER_CONFIG_KEY};
 
 /// Largest token or CA bundle read (a Secret holds at most 1 MiB in all).
 const MAX_CREDENTIAL_BYTES: u64 = 64 << 10;
@@ -72,6 +73,8 @@ pub enum CredentialError {
     BadToken(String),
     #[error("{0} holds no PEM certificate")]
     BadCa(String),
+    #[error("Secret `{name}`: {message}")]
+    BadDockerConfig { name: String, message: String },
 }
 
 impl CredentialError {
@@ -87,6 +90,7 @@ impl CredentialError {
             CredentialError::AdminFile { .. } => "credential_unreadable",
             CredentialError::BadToken(_) => "token_invalid",
             CredentialError::BadCa(_) => "ca_invalid",
+            CredentialError::BadDockerConfig { .. } => "pull_secret_invalid",
         }
     }
 }
@@ -323,6 +327,24 @@ pub async fn resolve(
         auth.ca_pem = Some(ca(&what, secrets.value(r).await?)?);
     }
     Ok(auth)
+}
+
+/// The login for `registry` in pull Secret `name` (type
+/// `kubernetes.io/dockerconfigjson`); `None` when it has none for that registry.
+pub async fn registry_login(
+    secrets: &SecretSource<'_>,
+    name: &str,
+    registry: &str,
+) -> Result<Option<Login>, CredentialError> {
+    let key = SecretKeyRef {
+        name: name.into(),
+        key: DOCKER_CONFIG_KEY.into(),
+    };
+    let config = secrets.value(&key).await?;
+    from_docker_config(&config, registry).map_err(|message| CredentialError::BadDockerConfig {
+        name: name.into(),
+        message,
+    })
 }
 
 fn token(what: &str, bytes: Vec<u8>) -> Result<String, CredentialError> {

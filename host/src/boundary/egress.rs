@@ -251,6 +251,28 @@ impl EgressPolicy {
         self.check(url.host_str().unwrap_or_default(), address)
     }
 
+    /// An HTTP client that reaches only what these rules allow: host names
+    /// go through [`Resolver`]; it follows no redirect (one could lead past
+    /// the check of the first address) and uses no proxy (the proxy would
+    /// connect for us). IP literals are the caller's to [`check_url`](Self::check_url).
+    pub fn http_client(
+        self: &Arc<Self>,
+        timeout: std::time::Duration,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<reqwest::Client, reqwest::Error> {
+        let mut builder = reqwest::Client::builder()
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(self.resolver());
+        if let Some(pem) = ca_pem {
+            for cert in reqwest::Certificate::from_pem_bundle(pem)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        builder.build()
+    }
+
     /// A DNS resolver for reqwest that drops refused addresses, failing when none is left.
     pub fn resolver(self: &Arc<Self>) -> Arc<Resolver> {
         Arc::new(Resolver {

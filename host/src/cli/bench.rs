@@ -1,20 +1,21 @@
 //! `wasm-autoscaler bench`: what one decision of a policy costs.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
 
+use super::registry::RegistryArgs;
 use super::SandboxArgs;
-use crate::boundary::files::read_bounded;
-use crate::runtime::{synthetic, Instance, InstanceMode, RuntimeError, World, MAX_COMPONENT_BYTES};
+use crate::runtime::{synthetic, Instance, InstanceMode, RuntimeError, World};
 
 /// Arguments of `bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// The component to measure.
-    file: PathBuf,
+    /// The component to measure: a file, or `oci:REGISTRY/REPOSITORY@sha256:…` pulled from a registry.
+    component: String,
+    #[command(flatten)]
+    registry: RegistryArgs,
     /// The policy's configuration as JSON.
     #[arg(long, default_value = "")]
     config: String,
@@ -24,8 +25,8 @@ pub struct BenchArgs {
 }
 
 pub fn run(args: BenchArgs, sandbox: &SandboxArgs) -> Result<()> {
-    let shown = args.file.display().to_string();
-    let bytes = read_bounded(&args.file, MAX_COMPONENT_BYTES)?;
+    let shown = args.component.clone();
+    let bytes = args.registry.read_component(&args.component)?;
     let runtime = sandbox.runtime(InstanceMode::PerCall)?;
 
     let started = Instant::now();

@@ -1,27 +1,27 @@
 //! `wasm-autoscaler check`: is this file a policy component, and does it work?
 
-use std::path::PathBuf;
-
 use anyhow::{Context, Result};
 use clap::Args;
 
+use super::registry::RegistryArgs;
 use super::SandboxArgs;
-use crate::boundary::files::read_bounded;
-use crate::runtime::{synthetic, InstanceMode, Shape, World, MAX_COMPONENT_BYTES};
+use crate::runtime::{synthetic, InstanceMode, Shape, World};
 
 /// Arguments of `check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// The component to check.
-    file: PathBuf,
+    /// The component to check: a file, or `oci:REGISTRY/REPOSITORY@sha256:…` pulled from a registry.
+    component: String,
+    #[command(flatten)]
+    registry: RegistryArgs,
     /// The policy's configuration as JSON (as in the autoscaler spec).
     #[arg(long, default_value = "")]
     config: String,
 }
 
 pub fn run(args: CheckArgs, sandbox: &SandboxArgs) -> Result<()> {
-    let shown = args.file.display().to_string();
-    let bytes = read_bounded(&args.file, MAX_COMPONENT_BYTES)?;
+    let shown = args.component.clone();
+    let bytes = args.registry.read_component(&args.component)?;
     let runtime = sandbox.runtime(InstanceMode::PerCall)?;
     let policy = runtime.load(&bytes).with_context(|| shown.clone())?;
     let info = policy.info();

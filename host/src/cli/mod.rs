@@ -7,6 +7,8 @@ pub mod crd;
 mod export;
 mod metrics;
 mod operator;
+mod push;
+mod registry;
 mod simulate;
 mod wit;
 
@@ -45,6 +47,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Run the operator: watch WasmAutoscaler objects and scale their targets (needs a cluster).
     Run(operator::RunArgs),
+    /// Push a policy component to a registry as a Wasm OCI artifact and print its pinned
+    /// reference (for a spec's `oci.reference`).
+    Push(push::PushArgs),
     /// Print the WasmAutoscaler CustomResourceDefinition (YAML).
     Crd,
     /// Print the WIT contract policies implement (worlds `predictor` and `decider`).
@@ -85,7 +90,8 @@ struct SandboxArgs {
     #[arg(long, global = true, default_value_t = 64)]
     policy_memory_mib: usize,
     /// Folder for compiled policies, so a restart loads them without compiling
-    /// (entries go to a private `compiled-v1` subfolder).
+    /// (entries go to a private `compiled-v1` subfolder; the operator keeps pulled
+    /// `oci` artifacts beside them, in `oci-v1`).
     #[arg(long, global = true, env = "WASM_AUTOSCALER_COMPILE_CACHE")]
     compile_cache: Option<PathBuf>,
     /// Most CPU time compiling one component may take (in a child process, all threads), e.g. `60s`.
@@ -155,6 +161,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Simulate(args) => simulate::run(args, &cli.sandbox),
         Command::Check(args) => check::run(args, &cli.sandbox),
         Command::Bench(args) => bench::run(args, &cli.sandbox),
+        Command::Push(args) => push::run(args, &cli.sandbox),
         Command::Run(args) => operator::run(args, &cli.sandbox),
         Command::Crd => crd::run(),
         Command::Wit => {

@@ -16,6 +16,7 @@ use crate::boundary::credentials::{AdminCredential, AdminCredentials};
 use crate::boundary::egress::{self, AllowRule, EgressPolicy};
 use crate::boundary::files::FileRoots;
 use crate::operator::{self, telemetry, LeaseSettings, Settings};
+use crate::registry::RegistrySettings;
 use crate::runtime::InstanceMode;
 
 /// Arguments of `run`.
@@ -49,11 +50,11 @@ pub struct RunArgs {
     /// `file` sources are refused: a spec may not make the operator read its own files.
     #[arg(long = "allow-file-root", value_name = "DIR")]
     file_roots: Vec<PathBuf>,
-    /// Addresses metric requests may reach: a CIDR, an address, a host name or `*.domain`
+    /// Addresses metric requests and registry pulls may reach: a CIDR, an address, a host name or `*.domain`
     /// (repeat for several). Default: every address except the denied ones.
     #[arg(long = "egress-allow", value_name = "CIDR|HOST")]
     egress_allow: Vec<AllowRule>,
-    /// Addresses metric requests may not reach, besides link-local, loopback, cloud metadata and
+    /// Addresses metric requests and registry pulls may not reach, besides link-local, loopback, cloud metadata and
     /// the API server (repeat for several).
     #[arg(long = "egress-deny", value_name = "CIDR", value_parser = egress::parse_net)]
     egress_deny: Vec<IpNet>,
@@ -61,6 +62,10 @@ pub struct RunArgs {
     /// `NAME:address=URL[,token=FILE][,ca=FILE]`. It is only sent to that address.
     #[arg(long = "credential", value_name = "NAME:address=URL,...")]
     credentials: Vec<AdminCredential>,
+    /// A registry (`host[:port]`) `oci` policy sources may reach over plain HTTP instead of
+    /// HTTPS (repeat for several). Pulls are bound by the egress rules either way.
+    #[arg(long = "plain-http-registry", value_name = "HOST[:PORT]")]
+    plain_http_registries: Vec<String>,
 }
 
 pub fn run(args: RunArgs, sandbox: &SandboxArgs) -> Result<()> {
@@ -102,6 +107,11 @@ pub fn run(args: RunArgs, sandbox: &SandboxArgs) -> Result<()> {
             file_roots,
             egress,
             credentials,
+            registry: RegistrySettings {
+                plain_http: args.plain_http_registries.clone(),
+                cache_dir: sandbox.compile_cache.clone(),
+                ..RegistrySettings::default()
+            },
         };
         let metrics = Arc::new(telemetry::Metrics::default());
         let health = Arc::new(telemetry::Health::default());

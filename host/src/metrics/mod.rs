@@ -160,7 +160,9 @@ impl Fetcher {
     pub fn new(timeout: Duration, egress: EgressPolicy) -> Self {
         let egress = Arc::new(egress);
         Fetcher {
-            http: client(timeout, &egress, None).expect("a plain HTTP client builds"),
+            http: egress
+                .http_client(timeout, None)
+                .expect("a plain HTTP client builds"),
             timeout,
             egress,
             with_ca: Mutex::new(HashMap::new()),
@@ -286,7 +288,9 @@ impl Fetcher {
         if let Some(c) = clients.get(&key) {
             return Ok(c.clone());
         }
-        let c = client(self.timeout, &self.egress, Some(pem))
+        let c = self
+            .egress
+            .http_client(self.timeout, Some(pem))
             .map_err(|e| MetricError::Config(format!("the CA certificate is not usable: {e}")))?;
         // Bounded: a tenant changing its CA every tick must not grow this without end.
         if clients.len() >= MAX_CA_CLIENTS {
@@ -377,26 +381,6 @@ fn stale_after(spec: &MetricSpec) -> Option<Duration> {
     spec.stale_after
         .as_deref()
         .and_then(|t| humantime::parse_duration(t).ok())
-}
-
-fn client(
-    timeout: Duration,
-    egress: &Arc<EgressPolicy>,
-    ca_pem: Option<&[u8]>,
-) -> Result<reqwest::Client, reqwest::Error> {
-    // No redirects (a redirect could lead anywhere, past the check of the
-    // first address) and no proxy (the proxy would connect for us).
-    let mut builder = reqwest::Client::builder()
-        .timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .dns_resolver(egress.resolver());
-    if let Some(pem) = ca_pem {
-        for cert in reqwest::Certificate::from_pem_bundle(pem)? {
-            builder = builder.add_root_certificate(cert);
-        }
-    }
-    builder.build()
 }
 
 fn unix_seconds(t: SystemTime) -> f64 {

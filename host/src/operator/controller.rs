@@ -36,6 +36,7 @@ use crate::boundary::credentials::{self, AdminCredentials, Auth, SecretCache, Se
 use crate::boundary::files::FileRoots;
 use crate::metrics::{Fetcher, MetricError, ScrapeState};
 use crate::pipeline::{Observation, Pipeline, PolicySpec, TargetSpec, TickReport};
+use crate::registry::{Registry, RegistrySettings};
 use crate::runtime::{Digest, Runtime, World};
 use crate::safety::{Limit, Proposal, Transition};
 
@@ -60,10 +61,12 @@ pub struct Context {
     roots: FileRoots,
     /// Credentials the admin declared, by name.
     credentials: AdminCredentials,
-    /// Secrets read for metric credentials, per namespace.
+    /// Secrets read for metric credentials and pull Secrets, per namespace.
     secrets: SecretCache,
     /// Bounds the component bytes policy loads hold, per namespace and in all.
     load_gate: LoadGate,
+    /// Pulls `oci` policy sources.
+    registry: Registry,
 }
 
 impl Context {
@@ -92,6 +95,18 @@ impl Context {
             credentials: settings.credentials.clone(),
             secrets: SecretCache::default(),
             load_gate: LoadGate::default(),
+            registry: Registry::new(&settings.registry, settings.egress.clone()).unwrap_or_else(
+                |e| {
+                    // Only the disk cache can fail; pulls still work without it.
+                    tracing::warn!(error = %e, "cannot use the artifact cache; pulled policies are kept in memory only");
+                    let memory_only = RegistrySettings {
+                        cache_dir: None,
+                        ..settings.registry.clone()
+                    };
+                    Registry::new(&memory_only, settings.egress.clone())
+                        .expect("a registry without a disk cache builds")
+                },
+            ),
         }
     }
 
@@ -554,8 +569,8 @@ impl Tick<'_> {
             let fetched = match self.read(source, &skip).await {
                 Ok(f) => f,
                 Err(e) => {
-                    if let LoadError::Expand { stamp, .. } = &e {
-                        state.refused.insert((*role, stamp.clone()), e.clone());
+                    if let Some(stamp) = e.refused_stamp() {
+                        state.refused.insert((*role, stamp.to_string()), e.clone());
                     }
                     failure = Some(e);
                     break;
@@ -840,15 +855,15 @@ impl Tick<'_> {
         source: &PolicySource,
         known: &[String],
     ) -> Result<policies::Fetched, LoadError> {
-        let fetched = policies::read(
-            &self.ctx.client,
-            self.namespace,
-            source,
-            &self.ctx.roots,
-            &self.ctx.load_gate,
-            known,
-        )
-        .await?;
+        let access = policies::SourceAccess {
+            client: &self.ctx.client,
+            namespace: self.namespace,
+            roots: &self.ctx.roots,
+            registry: &self.ctx.registry,
+            secrets: &self.ctx.secrets,
+            gate: &self.ctx.load_gate,
+        };
+        let fetched = policies::read(&access, source, known).await?;
         // Read, so inside the admin's roots: only such folders are ever watched.
         if let Some(path) = &source.file {
             self.ctx.files.watch(path);

@@ -252,7 +252,7 @@ impl Aggregation {
 
 /// Where a policy component comes from, and its configuration.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, KubeSchema)]
-#[x_kube(validation = Rule::new("[has(self.configMapRef), has(self.file), has(self.bundled)].filter(x, x).size() == 1").message("set exactly one of configMapRef, file, bundled"))]
+#[x_kube(validation = Rule::new("[has(self.configMapRef), has(self.file), has(self.bundled), has(self.oci)].filter(x, x).size() == 1").message("set exactly one of configMapRef, file, bundled, oci"))]
 #[serde(rename_all = "camelCase")]
 pub struct PolicySource {
     /// A key of a ConfigMap's `binaryData` in the autoscaler's namespace.
@@ -266,6 +266,9 @@ pub struct PolicySource {
     /// A policy shipped inside the operator: `hpa`, `ewma-trend`, `forecast` or `schedule`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bundled: Option<String>,
+    /// A Wasm OCI artifact in a registry, pinned by digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oci: Option<OciSource>,
     /// The policy's configuration, passed to it as JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "any_object")]
@@ -274,6 +277,20 @@ pub struct PolicySource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(r"^[0-9a-f]{64}$"))]
     pub sha256: Option<String>,
+}
+
+/// A Wasm OCI artifact, pinned by the digest of its manifest.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OciSource {
+    /// `registry/repository@sha256:<64 hex digits>`; a tag is refused (the digest is the pin).
+    #[schemars(length(min = 1, max = 512), pattern(r"^[^@\s]+@sha256:[0-9a-f]{64}$"))]
+    pub reference: String,
+    /// A `kubernetes.io/dockerconfigjson` Secret in the autoscaler's namespace holding a
+    /// login for the registry (read with `get`, as metric credentials are).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(OBJECT_NAME_PATTERN), length(max = 253))]
+    pub pull_secret: Option<String>,
 }
 
 /// A key of a ConfigMap in the autoscaler's namespace.
@@ -306,10 +323,11 @@ fn any_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 impl PolicySource {
     /// A short description for status and logs, e.g. `configMap/policies#forecast.wasm`.
     pub fn describe(&self) -> String {
-        match (&self.config_map_ref, &self.file, &self.bundled) {
-            (Some(c), _, _) => format!("configMap/{}#{}", c.name, c.key),
-            (_, Some(f), _) => format!("file:{f}"),
-            (_, _, Some(b)) => format!("bundled:{b}"),
+        match (&self.config_map_ref, &self.file, &self.bundled, &self.oci) {
+            (Some(c), ..) => format!("configMap/{}#{}", c.name, c.key),
+            (_, Some(f), ..) => format!("file:{f}"),
+            (_, _, Some(b), _) => format!("bundled:{b}"),
+            (.., Some(o)) => format!("oci:{}", o.reference),
             _ => "none".into(),
         }
     }
@@ -326,14 +344,23 @@ impl PolicySource {
             self.config_map_ref.is_some(),
             self.file.is_some(),
             self.bundled.is_some(),
+            self.oci.is_some(),
         ]
         .iter()
         .filter(|x| **x)
         .count();
         if set != 1 {
             return Err(format!(
-                "{field}: set exactly one of configMapRef, file, bundled"
+                "{field}: set exactly one of configMapRef, file, bundled, oci"
             ));
+        }
+        if let Some(o) = &self.oci {
+            o.reference
+                .parse::<crate::registry::Reference>()
+                .map_err(|e| format!("{field}.oci.reference: {e}"))?;
+            if let Some(secret) = &o.pull_secret {
+                names::object_name(&format!("{field}.oci.pullSecret"), secret)?;
+            }
         }
         if let Some(r) = &self.config_map_ref {
             names::object_name(&format!("{field}.configMapRef.name"), &r.name)?;

@@ -26,6 +26,7 @@ use kube::{Api, Client};
 use crate::boundary::credentials::AdminCredentials;
 use crate::boundary::egress::EgressPolicy;
 use crate::boundary::files::FileRoots;
+use crate::registry::RegistrySettings;
 use crate::runtime::Runtime;
 
 pub use controller::Context;
@@ -71,12 +72,15 @@ pub struct Settings {
     pub egress: EgressPolicy,
     /// Credentials the admin declared, which specs may name.
     pub credentials: AdminCredentials,
+    /// How `oci` policy sources are pulled (within `egress`).
+    pub registry: RegistrySettings,
 }
 
 impl Settings {
     /// A replica called `identity` with the safe defaults: all namespaces,
     /// no leader election, a 5 s metric timeout, no file roots, the default
-    /// egress rules and no admin credentials.
+    /// egress rules, no admin credentials, registries over HTTPS only and no
+    /// artifact cache on disk.
     pub fn new(identity: &str) -> Self {
         Settings {
             namespace: None,
@@ -86,6 +90,7 @@ impl Settings {
             file_roots: FileRoots::default(),
             egress: EgressPolicy::default(),
             credentials: AdminCredentials::default(),
+            registry: RegistrySettings::default(),
         }
     }
 }

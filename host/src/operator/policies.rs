@@ -1,5 +1,6 @@
 //! Loading the policy components a `WasmAutoscaler` names: read the source
-//! (ConfigMap key, file inside the admin's roots, or bundled), check the
+//! (ConfigMap key, file inside the admin's roots, OCI artifact pulled within
+//! the egress rules, or bundled), check the
 //! sha256 pin, compile off the async workers (cached by digest in the
 //! runtime, within the compile budget, in the namespace's turn), check the
 //! world and the configuration.
@@ -11,9 +12,11 @@ use kube::{Api, Client};
 
 use super::crd::PolicySource;
 use super::load_gate::{LoadGate, LoadPermit};
+use crate::boundary::credentials::{self, CredentialError, SecretCache, SecretSource};
 use crate::boundary::files::{FileError, FileRoots};
 use crate::bundled;
 use crate::pipeline::PolicySpec;
+use crate::registry::{Origin, PullError, Reference, Registry};
 use crate::runtime::{Digest, Runtime, RuntimeError, World, MAX_COMPONENT_BYTES};
 
 /// Why a policy could not be loaded.
@@ -37,6 +40,18 @@ pub enum LoadError {
         /// The stored value's stamp, so it is not expanded again.
         stamp: String,
         too_large: bool,
+    },
+    #[error("{source_name}: {error}")]
+    Pull {
+        source_name: String,
+        error: PullError,
+        /// The source's stamp, so a lasting failure is not pulled again.
+        stamp: String,
+    },
+    #[error("{source_name}: {error}")]
+    Credential {
+        source_name: String,
+        error: CredentialError,
     },
     #[error("{source_name}: digest {actual} does not match the pinned sha256 {pinned}")]
     PinMismatch {
@@ -63,6 +78,8 @@ impl LoadError {
         match self {
             LoadError::Source { .. } => "source_unavailable",
             LoadError::File { error, .. } => error.kind(),
+            LoadError::Pull { error, .. } => error.kind(),
+            LoadError::Credential { error, .. } => error.kind(),
             LoadError::Expand {
                 too_large: true, ..
             } => "component_too_large",
@@ -82,7 +99,10 @@ impl LoadError {
     /// again, so the failure can be repeated without reading them again.
     pub fn is_lasting(&self) -> bool {
         match self {
-            LoadError::Source { .. } | LoadError::File { .. } => false,
+            LoadError::Source { .. } | LoadError::File { .. } | LoadError::Credential { .. } => {
+                false
+            }
+            LoadError::Pull { error, .. } => error.is_lasting(),
             LoadError::PinMismatch { .. }
             | LoadError::WrongWorld { .. }
             | LoadError::Expand { .. } => true,
@@ -92,23 +112,36 @@ impl LoadError {
         }
     }
 
+    /// The stamp of source contents that fail before they are read whole
+    /// and would fail the same way again, to be skipped until they change.
+    pub fn refused_stamp(&self) -> Option<&str> {
+        match self {
+            LoadError::Expand { stamp, .. } => Some(stamp),
+            LoadError::Pull { error, stamp, .. } if error.is_lasting() => Some(stamp),
+            _ => None,
+        }
+    }
+
     /// Whether the tenant's input was refused by a rule (a path, a budget),
     /// rather than failing on its own (a broken component).
     pub fn is_refusal(&self) -> bool {
-        matches!(
-            self,
-            LoadError::File { .. }
-                | LoadError::Expand {
-                    too_large: true,
+        matches!(self, LoadError::Pull { error, .. } if error.is_refusal())
+            || matches!(
+                self,
+                LoadError::File { .. }
+                    | LoadError::Credential { .. }
+                    | LoadError::Expand {
+                        too_large: true,
+                        ..
+                    }
+            )
+            || matches!(
+                self,
+                LoadError::Runtime {
+                    error: RuntimeError::OverBudget(_) | RuntimeError::CompileTimeout(_),
                     ..
                 }
-        ) || matches!(
-            self,
-            LoadError::Runtime {
-                error: RuntimeError::OverBudget(_) | RuntimeError::CompileTimeout(_),
-                ..
-            }
-        )
+            )
     }
 }
 
@@ -124,19 +157,38 @@ pub struct Fetched {
     pub permit: Option<LoadPermit>,
 }
 
-/// Reads what a source names: a ConfigMap of `namespace` through the API, a
-/// file only inside `roots`, at most [`MAX_COMPONENT_BYTES`] either way.
-/// When its stamp is one of `known` (contents loaded or refused before),
-/// nothing is read, decompressed or held; otherwise the bytes are read
-/// inside `gate`.
+/// What reading a policy source may use, on behalf of one namespace.
+pub struct SourceAccess<'a> {
+    pub client: &'a Client,
+    pub namespace: &'a str,
+    /// Folders `file` sources may be read from.
+    pub roots: &'a FileRoots,
+    /// Pulls `oci` sources within the egress rules.
+    pub registry: &'a Registry,
+    /// Pull Secrets, read in `namespace` only.
+    pub secrets: &'a SecretCache,
+    /// Bounds the component bytes loads hold.
+    pub gate: &'a LoadGate,
+}
+
+/// Reads what a source names: a ConfigMap of the namespace through the API,
+/// a file only inside the roots, an OCI artifact with the namespace's own
+/// pull Secret, at most [`MAX_COMPONENT_BYTES`] in every case. When its
+/// stamp is one of `known` (contents loaded or refused before), nothing is
+/// read, pulled, decompressed or held; otherwise the bytes are read inside
+/// the load gate.
 pub async fn read(
-    client: &Client,
-    namespace: &str,
+    access: &SourceAccess<'_>,
     source: &PolicySource,
-    roots: &FileRoots,
-    gate: &LoadGate,
     known: &[String],
 ) -> Result<Fetched, LoadError> {
+    let SourceAccess {
+        client,
+        namespace,
+        roots,
+        gate,
+        ..
+    } = *access;
     let fail = |message: String| LoadError::Source {
         source_name: source.describe(),
         message,
@@ -205,6 +257,21 @@ pub async fn read(
             permit: Some(permit),
         });
     }
+    if let Some(oci) = &source.oci {
+        // The digest pins the contents: a reference loaded once is never pulled again.
+        let stamp = format!("oci:{}", oci.reference);
+        if known.contains(&stamp) {
+            return Ok(unchanged(stamp));
+        }
+        let mut permit = gate.enter(namespace).await;
+        let bytes = pull(access, source, oci, &stamp).await?;
+        permit.shrink_to(bytes.len());
+        return Ok(Fetched {
+            stamp,
+            bytes: Some(bytes),
+            permit: Some(permit),
+        });
+    }
     if let Some(name) = &source.bundled {
         let stamp = format!("bundled:{name}");
         if known.contains(&stamp) {
@@ -218,6 +285,54 @@ pub async fn read(
         });
     }
     Err(fail("no source set".into()))
+}
+
+/// Pulls an `oci` source's component with the namespace's pull Secret.
+async fn pull(
+    access: &SourceAccess<'_>,
+    source: &PolicySource,
+    oci: &super::crd::OciSource,
+    stamp: &str,
+) -> Result<Vec<u8>, LoadError> {
+    let source_name = source.describe();
+    let reference: Reference = oci.reference.parse().map_err(|e| LoadError::Source {
+        source_name: source_name.clone(),
+        message: format!("{e}"),
+    })?;
+    let login = match &oci.pull_secret {
+        Some(name) => {
+            let secrets = SecretSource::Cluster {
+                client: access.client,
+                namespace: access.namespace,
+                cache: access.secrets,
+            };
+            credentials::registry_login(&secrets, name, &reference.registry)
+                .await
+                .map_err(|error| LoadError::Credential {
+                    source_name: source_name.clone(),
+                    error,
+                })?
+        }
+        None => None,
+    };
+    let pulled = access
+        .registry
+        .pull(
+            &reference,
+            login.as_ref(),
+            access.namespace,
+            MAX_COMPONENT_BYTES,
+        )
+        .await
+        .map_err(|error| LoadError::Pull {
+            source_name: source_name.clone(),
+            error,
+            stamp: stamp.to_string(),
+        })?;
+    if pulled.origin == Origin::CacheWhileUnreachable {
+        tracing::warn!(source = %source_name, "the registry cannot be reached; using the copy this namespace pulled before");
+    }
+    Ok(pulled.bytes)
 }
 
 /// Most bytes a ConfigMap may hold (the API server's limit).

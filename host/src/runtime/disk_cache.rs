@@ -32,23 +32,7 @@ impl DiskCache {
     /// Opens (creating when needed) the cache under `root`.
     pub(super) fn open(root: &Path, engine: &Engine) -> Result<Self, RuntimeError> {
         let dir = root.join("compiled-v1");
-        let refuse = |why: String| RuntimeError::Cache(format!("{}: {why}", dir.display()));
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|e| refuse(e.to_string()))?;
-        let meta = fs::metadata(&dir).map_err(|e| refuse(e.to_string()))?;
-        // SAFETY-relevant: see `load`. Another user's folder, or one others
-        // may write to, could hold an artifact planted to run as native code.
-        if meta.uid() != current_uid(&dir)? {
-            return Err(refuse("is owned by another user".into()));
-        }
-        if meta.permissions().mode() & 0o022 != 0 {
-            return Err(refuse(
-                "is writable by group or others; make it mode 0700".into(),
-            ));
-        }
+        private_dir(&dir).map_err(RuntimeError::Cache)?;
         let mut hasher = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         Ok(DiskCache {
@@ -91,25 +75,46 @@ impl DiskCache {
         let result = component
             .serialize()
             .map_err(|e| std::io::Error::other(e.to_string()))
-            .and_then(|bytes| {
-                let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-                let mut file = fs::File::create(&tmp)?;
-                file.write_all(&bytes)?;
-                file.sync_all()?;
-                fs::rename(&tmp, &path)
-            });
+            .and_then(|bytes| write_atomically(&path, &bytes));
         if let Err(e) = result {
             tracing::warn!(path = %path.display(), error = %e, "could not cache a compiled component");
         }
     }
 }
 
-/// This process's effective user id: the owner of `/proc/self` (std has no getuid).
-fn current_uid(dir: &Path) -> Result<u32, RuntimeError> {
-    fs::metadata("/proc/self").map(|m| m.uid()).map_err(|e| {
-        RuntimeError::Cache(format!(
-            "{}: cannot tell this process's user to check the folder's owner: {e}",
-            dir.display()
+/// Creates `dir` (mode 0700) when needed and refuses it when another user
+/// owns it or others may write to it: what such a folder holds could have
+/// been planted.
+pub(crate) fn private_dir(dir: &Path) -> Result<(), String> {
+    let refuse = |why: String| format!("{}: {why}", dir.display());
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| refuse(e.to_string()))?;
+    let meta = fs::metadata(dir).map_err(|e| refuse(e.to_string()))?;
+    let me = fs::metadata("/proc/self").map(|m| m.uid()).map_err(|e| {
+        refuse(format!(
+            "cannot tell this process's user to check the folder's owner: {e}"
         ))
-    })
+    })?;
+    if meta.uid() != me {
+        return Err(refuse("is owned by another user".into()));
+    }
+    if meta.permissions().mode() & 0o022 != 0 {
+        return Err(refuse(
+            "is writable by group or others; make it mode 0700".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` through a temporary name, so a crash mid-write
+/// never leaves a truncated file under the final name.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut file = fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    fs::rename(&tmp, path)
 }

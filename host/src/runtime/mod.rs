@@ -11,6 +11,7 @@
 pub mod bindings;
 mod budget;
 mod disk_cache;
+pub(crate) use disk_cache::{private_dir, write_atomically};
 mod error;
 mod isolate;
 mod policy;

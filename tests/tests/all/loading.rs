@@ -101,6 +101,7 @@ fn a_digest_that_does_not_match_the_pin_is_refused() {
         config_map_ref: None,
         file: None,
         bundled: Some("forecast".into()),
+        oci: None,
         config: Some(serde_json::json!({"capacityPerPod": 10})),
         sha256: Some("0".repeat(64)),
     };

@@ -10,6 +10,7 @@ mod languages;
 mod loading;
 mod operator;
 mod prometheus;
+mod registry;
 mod sandbox;
 mod scale_to_zero;
 mod scrape;

@@ -783,10 +783,15 @@ pub(crate) fn digest_of(bytes: &[u8]) -> String {
 }
 
 pub(crate) fn decider_digest(server: &ApiServer, name: &str) -> Option<String> {
+    policy_digest(server, name, "decider")
+}
+
+/// The digest of the policy serving `role` that status reports.
+pub(crate) fn policy_digest(server: &ApiServer, name: &str, role: &str) -> Option<String> {
     status(server, name)["policies"]
         .as_array()?
         .iter()
-        .find(|p| p["role"] == "decider")?["digest"]
+        .find(|p| p["role"] == role)?["digest"]
         .as_str()
         .map(str::to_string)
 }
@@ -992,14 +997,7 @@ async fn a_large_python_predictor_mounted_as_a_file_serves_under_its_pin() {
         json!({"predictor": {"file": path, "sha256": pin(&python), "config": {"alpha": 0.5}}}),
     ));
     let _op = start_operator_reading(&server, file.parent().unwrap());
-    let predictor = |server: &ApiServer| -> Option<String> {
-        status(server, "web")["policies"]
-            .as_array()?
-            .iter()
-            .find(|p| p["role"] == "predictor")?["digest"]
-            .as_str()
-            .map(str::to_string)
-    };
+    let predictor = |server: &ApiServer| policy_digest(server, "web", "predictor");
     // Compiling 18 MB takes seconds (tens of seconds on a loaded debug build).
     let slow = Duration::from_secs(120);
     eventually("the Python predictor loaded", slow, || {

@@ -14,7 +14,7 @@ use wasm_autoscaler::boundary::credentials::Auth;
 use wasm_autoscaler::boundary::egress::EgressPolicy;
 use wasm_autoscaler::metrics::{Fetcher, MetricError, ScrapeState};
 use wasm_autoscaler::operator::crd::{Aggregation, MetricSpec, PrometheusMetric};
-use wasm_autoscaler_tests::fixtures::{free_port, serve_text};
+use wasm_autoscaler_tests::fixtures::{free_port, serve_text, which};
 
 /// A Prometheus server for this test binary; killed when the binary exits.
 pub(crate) struct Prometheus {
@@ -123,14 +123,6 @@ pub(crate) fn prometheus() -> &'static Prometheus {
         }
         server
     })
-}
-
-fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|d| PathBuf::from(d).join(name))
-        .find(|p| p.is_file())
 }
 
 fn spec(address: &str, query: &str) -> MetricSpec {
