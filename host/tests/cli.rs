@@ -768,3 +768,89 @@ fn simulate_replays_the_scale_to_zero_and_schedule_examples() {
     );
     assert!(hpa["sloViolationSeconds"].as_u64().unwrap() > 0, "{shop}");
 }
+
+#[test]
+fn push_prints_a_pinned_reference_that_check_and_simulate_pull() {
+    use wasm_autoscaler_tests::registry::{RegistryServer, PASSWORD, USER};
+    let registry = RegistryServer::start_with_login();
+    let component = scratch("pushed-forecast.wasm", bundled::FORECAST);
+    let target = format!("{}/team/forecast:v1", registry.address);
+    let run = |args: &[&str], password: &str| {
+        Command::new(env!("CARGO_BIN_EXE_wasm-autoscaler"))
+            .args(args)
+            .env("WASM_AUTOSCALER_REGISTRY_PASSWORD", password)
+            .output()
+            .expect("the binary runs")
+    };
+    let login = ["--plain-http", "--username", USER];
+    let denied = run(
+        &[&["push", component.to_str().unwrap(), &target][..], &login].concat(),
+        "guess",
+    );
+    assert!(!denied.status.success());
+    let pushed = run(
+        &[&["push", component.to_str().unwrap(), &target][..], &login].concat(),
+        PASSWORD,
+    );
+    assert!(pushed.status.success(), "{}", stderr(&pushed));
+    let reference = stdout(&pushed).trim().to_string();
+    assert!(
+        reference.starts_with(&format!("{}/team/forecast@sha256:", registry.address)),
+        "{reference}"
+    );
+    assert!(
+        stderr(&pushed).contains("decider component"),
+        "{}",
+        stderr(&pushed)
+    );
+
+    let oci = format!("oci:{reference}");
+    let config = r#"{"capacityPerPod": 64}"#;
+    let checked = run(
+        &[&["check", &oci, "--config", config][..], &login].concat(),
+        PASSWORD,
+    );
+    assert!(checked.status.success(), "{}", stderr(&checked));
+    assert!(
+        stdout(&checked).contains("decider component"),
+        "{}",
+        stdout(&checked)
+    );
+    // A tag is refused before anything is asked of the registry.
+    let tagged = run(
+        &[&["check", &format!("oci:{target}")][..], &login].concat(),
+        PASSWORD,
+    );
+    assert!(!tagged.status.success());
+    assert!(
+        stderr(&tagged).contains("tags are not accepted"),
+        "{}",
+        stderr(&tagged)
+    );
+
+    let setups = scratch(
+        "oci-setups.json",
+        format!(r#"[{{"name": "pulled", "decider": {{"policy": "{oci}", "config": {config}}}}},
+                    {{"name": "bundled", "decider": {{"policy": "bundled:forecast", "config": {config}}}}}]"#)
+            .as_bytes(),
+    );
+    let trace = short_trace();
+    let args = [
+        "simulate",
+        "--trace",
+        trace.to_str().unwrap(),
+        "--setups",
+        setups.to_str().unwrap(),
+        "--json",
+    ];
+    let out = run(&[&args[..], &login].concat(), PASSWORD);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summary = |i: usize| report["setups"][i]["summary"].clone();
+    assert_eq!(report["setups"][1]["setup"], "pulled");
+    assert_eq!(
+        summary(1),
+        summary(2),
+        "the pulled component is the bundled one"
+    );
+}

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
+use super::registry::{RegistryArgs, OCI_PREFIX};
 use super::SandboxArgs;
 use crate::bundled;
 use crate::runtime::InstanceMode;
@@ -65,6 +66,10 @@ pub struct SimulateArgs {
     /// Also draw load, ready capacity and replicas over time to this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
+    /// How `oci:` policies (in --setups or a manifest's `oci` sources) are pulled; a
+    /// manifest's `pullSecret` is not read offline.
+    #[command(flatten)]
+    registry: RegistryArgs,
 }
 
 impl SimulateArgs {
@@ -85,10 +90,15 @@ pub fn run(args: SimulateArgs, sandbox: &SandboxArgs) -> Result<()> {
         None => Trace::parse(bundled::TRACE_NAME, bundled::TRACE).context("the bundled trace")?,
     };
     let runtime = sandbox.runtime(InstanceMode::PerTarget)?;
+    let pull = |reference: &str| {
+        args.registry
+            .read_component(&format!("{OCI_PREFIX}{reference}"))
+            .map_err(|e| format!("{e:#}"))
+    };
     let (params, setups) = match args.file.clone() {
         files if !files.is_empty() => {
             let aliases = args.metric_aliases.iter().cloned().collect();
-            let manifest = sim::from_manifest(&runtime, &files, &aliases, &args.file_roots)?;
+            let manifest = sim::from_manifest(&runtime, &files, &aliases, &args.file_roots, &pull)?;
             let bounded = SimulateArgs {
                 min_replicas: manifest.min_replicas,
                 max_replicas: manifest.max_replicas,
@@ -105,7 +115,7 @@ pub fn run(args: SimulateArgs, sandbox: &SandboxArgs) -> Result<()> {
         _ => {
             let params = params(&args, &trace)?;
             let setups = match &args.setups {
-                Some(path) => setup::from_file(&runtime, &params, path)?,
+                Some(path) => setup::from_file(&runtime, &params, path, &pull)?,
                 None => setup::bundled(&runtime, &params)?,
             };
             (params, setups)

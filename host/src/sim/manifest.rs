@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::ConfigMap;
 
-use super::setup::{Setup, SetupError};
+use super::setup::{PullFn, Setup, SetupError};
 use super::METRICS;
 use crate::boundary::files::FileRoots;
 use crate::operator::crd::{read_manifests, PolicySource};
@@ -36,6 +36,7 @@ pub fn from_manifest(
     paths: &[PathBuf],
     aliases: &BTreeMap<String, String>,
     roots: &[PathBuf],
+    pull: PullFn<'_>,
 ) -> Result<Manifest, SetupError> {
     let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     let invalid = |message: String| SetupError::Invalid {
@@ -69,11 +70,12 @@ pub fn from_manifest(
     };
     let roots = FileRoots::new(roots).map_err(|e| invalid(format!("file roots: {e}")))?;
     let load = |source: &PolicySource, world| -> Result<_, SetupError> {
-        let bytes =
-            read_offline(source, &base, &roots, &maps).map_err(|message| SetupError::Setup {
+        let bytes = read_offline(source, &base, &roots, &maps, pull).map_err(|message| {
+            SetupError::Setup {
                 setup: name.clone(),
                 message: format!("{}: {message}", source.describe()),
-            })?;
+            }
+        })?;
         policies::check(runtime, source, &bytes, world).map_err(|e| SetupError::Setup {
             setup: name.clone(),
             message: e.to_string(),
@@ -133,14 +135,18 @@ pub fn from_manifest(
 }
 
 /// A policy's bytes without a cluster: bundled, a file relative to the
-/// manifest (inside `roots`), or a ConfigMap in the given files, decompressed
-/// as the operator would.
+/// manifest (inside `roots`), a ConfigMap in the given files, decompressed
+/// as the operator would, or an OCI artifact given to `pull`.
 fn read_offline(
     source: &PolicySource,
     base: &Path,
     roots: &FileRoots,
     maps: &[ConfigMap],
+    pull: PullFn<'_>,
 ) -> Result<Vec<u8>, String> {
+    if let Some(oci) = &source.oci {
+        return pull(&oci.reference);
+    }
     if let Some(name) = &source.bundled {
         return crate::bundled::require(name).map(<[u8]>::to_vec);
     }

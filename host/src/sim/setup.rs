@@ -132,12 +132,17 @@ pub fn bundled(runtime: &Runtime, params: &SimParams) -> Result<Vec<Setup>, Setu
 /// The set-ups of a JSON file: a list of `{"name", "predictor"?: {"policy",
 /// "config"?}, "schedule"?: {…}, "decider": {"policy", "config"?}, "behavior"?,
 /// "scaleToZero"?: {"activation": {"rps": N}, "idleAfterSeconds"?}}` where
-/// `policy` is a `.wasm` path (relative to the file) or `bundled:NAME`.
-/// The HPA baseline is put first unless the file has a set-up named `hpa`.
+/// `policy` is a `.wasm` path (relative to the file), `bundled:NAME` or
+/// `oci:REFERENCE` (given to `pull`). The HPA baseline is put first unless
+/// the file has a set-up named `hpa`.
+/// Fetches the component an `oci:` reference names (the text after `oci:`).
+pub type PullFn<'a> = &'a dyn Fn(&str) -> Result<Vec<u8>, String>;
+
 pub fn from_file(
     runtime: &Runtime,
     params: &SimParams,
     path: &Path,
+    pull: PullFn<'_>,
 ) -> Result<Vec<Setup>, SetupError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| SetupError::Read {
@@ -156,14 +161,16 @@ pub fn from_file(
             message,
         })?;
         let predictor = match &f.predictor {
-            Some(p) => Some(p.load(runtime, base, &f.name, World::Predictor)?),
+            Some(p) => Some(p.load(runtime, base, &f.name, World::Predictor, pull)?),
             None => None,
         };
         let schedule = match &f.schedule {
-            Some(p) => Some(p.load(runtime, base, &f.name, World::Predictor)?),
+            Some(p) => Some(p.load(runtime, base, &f.name, World::Predictor, pull)?),
             None => None,
         };
-        let decider = f.decider.load(runtime, base, &f.name, World::Decider)?;
+        let decider = f
+            .decider
+            .load(runtime, base, &f.name, World::Decider, pull)?;
         let zero = match &f.scale_to_zero {
             Some(z) => z.rules().map_err(|message| SetupError::Setup {
                 setup: f.name.clone(),
@@ -260,12 +267,21 @@ impl PolicyRef {
         base: &Path,
         setup: &str,
         world: World,
+        pull: PullFn<'_>,
     ) -> Result<PolicySpec, SetupError> {
         let fail = |source| SetupError::Policy {
             setup: setup.into(),
             policy: self.policy.clone(),
             source,
         };
+        if let Some(reference) = self.policy.strip_prefix("oci:") {
+            let bytes = pull(reference).map_err(|message| SetupError::Setup {
+                setup: setup.into(),
+                message,
+            })?;
+            let policy = runtime.load(&bytes).map_err(fail)?;
+            return self.checked(policy, setup, world);
+        }
         let policy = match self.policy.strip_prefix("bundled:") {
             Some(name) => {
                 let bytes = bundled::require(name).map_err(|message| SetupError::Setup {
@@ -282,6 +298,21 @@ impl PolicyRef {
                 })?;
                 runtime.load(&bytes).map_err(fail)?
             }
+        };
+        self.checked(policy, setup, world)
+    }
+
+    /// `policy` as this reference's world and configuration.
+    fn checked(
+        &self,
+        policy: crate::runtime::Policy,
+        setup: &str,
+        world: World,
+    ) -> Result<PolicySpec, SetupError> {
+        let fail = |source| SetupError::Policy {
+            setup: setup.into(),
+            policy: self.policy.clone(),
+            source,
         };
         if policy.world() != world {
             return Err(SetupError::Setup {
