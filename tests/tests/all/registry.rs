@@ -577,3 +577,179 @@ async fn a_python_policy_deployed_from_a_private_registry_serves() {
         json!(1)
     );
 }
+
+/// A registry as the large hosted ones behave (Docker Hub, GHCR, Harbor):
+/// a bearer challenge, a token service that wants the login, and blobs
+/// redirected to storage at another origin, which must not see the
+/// registry's token. (docker-registry itself needs a JWT-signing token
+/// server for this, so the test serves the protocol directly.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bearer_token_is_fetched_with_the_login_and_kept_from_other_origins() {
+    use axum::extract::State;
+    use axum::http::{header, HeaderMap, StatusCode};
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::get;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Seen(Arc<Mutex<Vec<String>>>);
+    impl Seen {
+        fn note(&self, what: String) {
+            self.0.lock().unwrap().push(what);
+        }
+        fn all(&self) -> Vec<String> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+    async fn serve(app: axum::Router) -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        port
+    }
+    let auth_of = |h: &HeaderMap| {
+        h.get(header::AUTHORIZATION)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+
+    let component = forecast();
+    let layer = digest_of(&component);
+    let seen = Seen::default();
+    let blob = component.clone();
+    let storage = serve(
+        axum::Router::new()
+            .route(
+                "/blob",
+                get(
+                    move |State(seen): State<Seen>, headers: HeaderMap| async move {
+                        seen.note(format!("storage auth=[{}]", auth_of(&headers)));
+                        blob.clone()
+                    },
+                ),
+            )
+            .with_state(seen.clone()),
+    )
+    .await;
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.wasm.config.v0+json",
+                   "digest": digest_of(b"{}"), "size": 2},
+        "layers": [{"mediaType": "application/wasm", "digest": layer, "size": component.len()}],
+    }))
+    .unwrap();
+    let digest = digest_of(&manifest);
+    let port = wasm_autoscaler_tests::fixtures::free_port();
+    let challenge = format!(
+        "Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"test-registry\",scope=\"repository:team/p:pull\""
+    );
+    let expected_basic = {
+        use base64::Engine as _;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
+        )
+    };
+    let guarded = move |headers: &HeaderMap, ok: Response| -> Response {
+        if auth_of(headers) == "Bearer t0ken" {
+            ok
+        } else {
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, challenge.clone())],
+            )
+                .into_response()
+        }
+    };
+    let (g1, g2) = (guarded.clone(), guarded);
+    let app = axum::Router::new()
+        .route(
+            "/token",
+            get(
+                move |State(seen): State<Seen>,
+                      uri: axum::http::Uri,
+                      headers: HeaderMap| async move {
+                    let query = format!("http://x/?{}", uri.query().unwrap_or(""));
+                    let url = reqwest::Url::parse(&query).unwrap();
+                    let scope = url.query_pairs().find(|(k, _)| k == "scope");
+                    seen.note(format!("token scope={}", scope.map(|s| s.1).unwrap_or_default()));
+                    if auth_of(&headers) == expected_basic {
+                        axum::Json(json!({"token": "t0ken"})).into_response()
+                    } else {
+                        StatusCode::UNAUTHORIZED.into_response()
+                    }
+                },
+            ),
+        )
+        .route(
+            "/v2/team/p/manifests/{digest}",
+            get(move |headers: HeaderMap| async move {
+                let body = manifest.clone();
+                g1(
+                    &headers,
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "application/vnd.oci.image.manifest.v1+json",
+                        )],
+                        body,
+                    )
+                        .into_response(),
+                )
+            }),
+        )
+        .route(
+            "/v2/team/p/blobs/{digest}",
+            get(move |headers: HeaderMap| async move {
+                let redirect = format!("http://127.0.0.1:{storage}/blob");
+                g2(
+                    &headers,
+                    (
+                        StatusCode::TEMPORARY_REDIRECT,
+                        [(header::LOCATION, redirect)],
+                    )
+                        .into_response(),
+                )
+            }),
+        )
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let address = format!("127.0.0.1:{port}");
+    let reference: Reference = format!("{address}/team/p@{digest}").parse().unwrap();
+    // Storage is plain HTTP here too, so both origins are named.
+    let settings = RegistrySettings {
+        plain_http: vec![address.clone(), format!("127.0.0.1:{storage}")],
+        ..RegistrySettings::default()
+    };
+    let registry = Registry::new(&settings, loopback_egress()).unwrap();
+    let err = pull(&registry, &reference, None, "team-a")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PullError::Denied(401)), "{err}");
+    let login = Login {
+        username: USER.into(),
+        password: PASSWORD.into(),
+    };
+    let pulled = pull(&registry, &reference, Some(&login), "team-a")
+        .await
+        .unwrap();
+    assert_eq!(pulled.bytes, component);
+    let seen = seen.all();
+    assert!(
+        seen.iter()
+            .any(|s| s == "token scope=repository:team/p:pull"),
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.iter()
+            .filter(|s| s.starts_with("storage"))
+            .collect::<Vec<_>>(),
+        ["storage auth=[]"],
+        "the token stays with the registry"
+    );
+}
