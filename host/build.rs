@@ -19,6 +19,7 @@ const POLICIES: &[(&str, &str)] = &[
     ("policy-ewma-trend", "policy_ewma_trend"),
     ("policy-forecast", "policy_forecast"),
     ("policy-schedule", "policy_schedule"),
+    ("policy-onnx", "policy_onnx"),
 ];
 
 fn main() -> Result<()> {

@@ -29,3 +29,20 @@ pub mod decider {
         default_bindings_module: "wasm_autoscaler_guest::__bindings::decider",
     });
 }
+
+/// The `model-predictor` world: a predictor that also reads data packed
+/// into its component (`artifact`).
+#[allow(clippy::too_many_arguments)]
+pub mod model_predictor {
+    wit_bindgen::generate!({
+        world: "model-predictor",
+        path: "../wit",
+        with: {
+            "wasm-autoscaler:policy/types@0.1.0": crate::__bindings::predictor::wasm_autoscaler::policy::types,
+            "wasm-autoscaler:policy/log@0.1.0": crate::__bindings::predictor::wasm_autoscaler::policy::log,
+        },
+        pub_export_macro: true,
+        export_macro_name: "__export_model_predictor_world",
+        default_bindings_module: "wasm_autoscaler_guest::__bindings::model_predictor",
+    });
+}

@@ -27,6 +27,7 @@
 #[path = "bindings.rs"]
 pub mod __bindings;
 
+pub mod artifact;
 pub mod config;
 pub mod harness;
 pub mod log;
@@ -112,6 +113,35 @@ macro_rules! export_predictor {
             }
             $crate::__bindings::predictor::__export_predictor_world!(
                 __WasmAutoscalerExport with_types_in $crate::__bindings::predictor
+            );
+        };
+    };
+}
+
+/// Exports a [`Predictor`] implementation as the component's `model-predictor`
+/// world: a predictor that reads data packed into its component with
+/// [`artifact::get`]. Like [`export_predictor!`], only in Wasm builds.
+#[macro_export]
+macro_rules! export_model_predictor {
+    ($policy:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct __WasmAutoscalerExport;
+            impl $crate::__bindings::model_predictor::Guest for __WasmAutoscalerExport {
+                fn forecast(
+                    request: $crate::ForecastRequest,
+                ) -> ::core::result::Result<$crate::ForecastResponse, ::std::string::String>
+                {
+                    $crate::harness::forecast::<$policy>(&request)
+                }
+                fn validate_config(
+                    config: ::std::string::String,
+                ) -> ::core::result::Result<(), ::std::string::String> {
+                    $crate::harness::validate_predictor_config::<$policy>(&config)
+                }
+            }
+            $crate::__bindings::model_predictor::__export_model_predictor_world!(
+                __WasmAutoscalerExport with_types_in $crate::__bindings::model_predictor
             );
         };
     };

@@ -12,12 +12,16 @@ pub const FORECAST: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/policy_for
 /// The `schedule` predictor: capacity for known events, by cron windows in a time zone.
 pub const SCHEDULE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/policy_schedule.wasm"));
 
+/// The `onnx` predictor: runs an ONNX model packed into it (`wasm-autoscaler pack`).
+pub const ONNX: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/policy_onnx.wasm"));
+
 /// The bundled policies by name, as `bundled:NAME` refers to them.
 pub const POLICIES: &[(&str, &[u8])] = &[
     ("hpa", HPA),
     ("ewma-trend", EWMA_TREND),
     ("forecast", FORECAST),
     ("schedule", SCHEDULE),
+    ("onnx", ONNX),
 ];
 
 /// The bundled policy called `name`.

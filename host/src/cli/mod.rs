@@ -7,6 +7,7 @@ pub mod crd;
 mod export;
 mod metrics;
 mod operator;
+mod pack;
 mod push;
 mod registry;
 mod simulate;
@@ -47,6 +48,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Run the operator: watch WasmAutoscaler objects and scale their targets (needs a cluster).
     Run(operator::RunArgs),
+    /// Pack data (an ONNX model, say) into a component beside its code, e.g.
+    /// `pack bundled:onnx --artifact model=forecaster.onnx -o forecaster.wasm`.
+    Pack(pack::PackArgs),
     /// Push a policy component to a registry as a Wasm OCI artifact and print its pinned
     /// reference (for a spec's `oci.reference`).
     Push(push::PushArgs),
@@ -162,6 +166,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Check(args) => check::run(args, &cli.sandbox),
         Command::Bench(args) => bench::run(args, &cli.sandbox),
         Command::Push(args) => push::run(args, &cli.sandbox),
+        Command::Pack(args) => pack::run(args, &cli.sandbox),
         Command::Run(args) => operator::run(args, &cli.sandbox),
         Command::Crd => crd::run(),
         Command::Wit => {

@@ -263,7 +263,7 @@ pub struct PolicySource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 4096))]
     pub file: Option<String>,
-    /// A policy shipped inside the operator: `hpa`, `ewma-trend`, `forecast` or `schedule`.
+    /// A policy shipped inside the operator: `hpa`, `ewma-trend`, `forecast`, `schedule` or `onnx`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bundled: Option<String>,
     /// A Wasm OCI artifact in a registry, pinned by digest.

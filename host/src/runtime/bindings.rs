@@ -22,6 +22,18 @@ pub mod decider {
     });
 }
 
+/// The `model-predictor` world: a predictor that also imports `artifact`.
+pub mod model_predictor {
+    wasmtime::component::bindgen!({
+        world: "model-predictor",
+        path: "../wit",
+        with: {
+            "wasm-autoscaler:policy/types": crate::runtime::bindings::predictor::wasm_autoscaler::policy::types,
+            "wasm-autoscaler:policy/log": crate::runtime::bindings::predictor::wasm_autoscaler::policy::log,
+        },
+    });
+}
+
 pub use predictor::wasm_autoscaler::policy::log::Level as LogLevel;
 pub use predictor::wasm_autoscaler::policy::types::{
     DecideRequest, Decision, ForecastPoint, ForecastRequest, ForecastResponse, MetricForecast,

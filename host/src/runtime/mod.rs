@@ -8,6 +8,7 @@
 //! dropped and the next call gets a fresh one. Targets never share an
 //! instance. [`InstanceMode::PerCall`] gives every call a fresh instance.
 
+mod artifacts;
 pub mod bindings;
 mod budget;
 mod disk_cache;
@@ -30,6 +31,7 @@ use sha2::{Digest as _, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::Engine;
 
+pub use artifacts::{pack, unpack, Artifacts, SECTION_PREFIX};
 pub use budget::{CompileBudget, Shape};
 pub use error::RuntimeError;
 pub use isolate::{worker_main, WorkerCommand};
@@ -158,6 +160,11 @@ impl Runtime {
             |s| s,
         )
         .map_err(|e| RuntimeError::Compile(format!("linking log: {e}")))?;
+        bindings::model_predictor::wasm_autoscaler::policy::artifact::add_to_linker::<
+            _,
+            HasSelf<Sandbox>,
+        >(&mut linker, |s| s)
+        .map_err(|e| RuntimeError::Compile(format!("linking artifact: {e}")))?;
 
         let disk = match &config.cache_dir {
             Some(dir) => Some(DiskCache::open(dir, &engine)?),
@@ -204,7 +211,7 @@ impl Runtime {
     pub fn load_for(&self, tenant: &str, bytes: &[u8]) -> Result<Policy, RuntimeError> {
         let digest = Digest::of(bytes);
         let component = self.compile(tenant, digest, bytes)?;
-        Policy::new(self.clone(), digest, bytes.len(), component)
+        Policy::new(self.clone(), digest, bytes.len(), component, unpack(bytes))
     }
 
     /// Compiles a component within the budget, caching the result by digest

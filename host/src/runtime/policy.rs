@@ -9,7 +9,7 @@ use super::bindings::decider::{Decider, DeciderPre};
 use super::bindings::predictor::{Predictor, PredictorPre};
 use super::bindings::{DecideRequest, Decision, ForecastRequest, ForecastResponse, LogLevel};
 use super::sandbox::Sandbox;
-use super::{Digest, Runtime, RuntimeError};
+use super::{Artifacts, Digest, Runtime, RuntimeError};
 
 /// Which policy world a component implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +64,7 @@ struct PolicyInner {
     runtime: Runtime,
     info: PolicyInfo,
     pre: Pre,
+    artifacts: Artifacts,
 }
 
 enum Pre {
@@ -77,6 +78,7 @@ impl Policy {
         digest: Digest,
         size: usize,
         component: Component,
+        artifacts: Artifacts,
     ) -> Result<Self, RuntimeError> {
         let ty = component.component_type();
         let engine = runtime.engine();
@@ -117,6 +119,7 @@ impl Policy {
                     exports,
                 },
                 pre,
+                artifacts,
             }),
         })
     }
@@ -143,6 +146,7 @@ impl Policy {
             runtime.engine(),
             Sandbox::new(runtime.config().limits.clone()),
         );
+        store.data_mut().artifacts = Arc::clone(&self.inner.artifacts);
         store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(runtime.deadline_ticks());

@@ -15,6 +15,8 @@ use wasmtime_wasi::clocks::{HostMonotonicClock, HostWallClock};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::artifacts::Artifacts;
+use super::bindings::model_predictor::wasm_autoscaler::policy::artifact;
 use super::bindings::predictor::wasm_autoscaler::policy::log;
 use super::bindings::LogLevel;
 
@@ -136,6 +138,8 @@ pub struct Sandbox {
     pub memory_bytes: usize,
     /// Guest output of the current call.
     pub captured: Arc<Mutex<Captured>>,
+    /// Data packed into the component, served through `artifact.get`.
+    pub artifacts: Artifacts,
 }
 
 impl Sandbox {
@@ -166,6 +170,7 @@ impl Sandbox {
             memory_cap_hit: false,
             memory_bytes: 0,
             captured,
+            artifacts: Artifacts::default(),
         }
     }
 }
@@ -186,6 +191,16 @@ impl log::Host for Sandbox {
             .lock()
             .expect("captured output lock")
             .push(cap, level, message);
+    }
+}
+
+impl artifact::Host for Sandbox {
+    fn get(&mut self, name: String) -> Option<Vec<u8>> {
+        // Copied into the guest's memory, which the memory cap bounds.
+        self.artifacts
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, data)| data.clone())
     }
 }
 
