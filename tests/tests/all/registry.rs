@@ -462,7 +462,8 @@ async fn pulls_keep_to_the_egress_rules_and_trust_nothing_the_digest_does_not_pi
 /// the issue asks for: pushed to a private registry, named by digest, with
 /// the namespace's own dockerconfigjson Secret (which the namespace lets the
 /// operator read); a tagged reference is refused by the API server, and a
-/// namespace that granted nothing gets a clear condition.
+/// namespace that granted nothing, and a registry that is down at start-up,
+/// get a clear condition and scale nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_policy_deployed_from_a_private_registry_serves() {
     let Some(built) = crate::languages::built() else {
@@ -534,10 +535,20 @@ async fn a_python_policy_deployed_from_a_private_registry_serves() {
     denied["metadata"]["namespace"] = json!("team-b");
     server.create(denied);
 
+    // A registry that is down when the operator starts, and no copy on disk.
+    let down = format!("127.0.0.1:{}", wasm_autoscaler_tests::fixtures::free_port());
+    server.create(deployment("down", 1));
+    server.create(autoscaler(
+        "down",
+        "down",
+        exporter.port,
+        json!({"predictor": {"oci": {"reference": format!("{down}/team/p@{}", pushed.reference.digest)}}}),
+    ));
+
     let mut settings = Settings::new("oci");
     settings.egress = loopback_egress();
     settings.registry = RegistrySettings {
-        plain_http: vec![registry.address.clone()],
+        plain_http: vec![registry.address.clone(), down.clone()],
         ..RegistrySettings::default()
     };
     let _op = start_with(&server, settings);
@@ -571,6 +582,17 @@ async fn a_python_policy_deployed_from_a_private_registry_serves() {
     })
     .await;
     assert_eq!(reason, "SecretForbidden", "{message}");
+    let (_, reason, message) = eventually("the unreachable registry reported", WAIT, || {
+        condition(&server, "down", "PolicyLoaded").filter(|(status, ..)| status == "False")
+    })
+    .await;
+    assert_eq!(reason, "LoadFailed");
+    assert!(message.contains("cannot be reached"), "{message}");
+    assert_eq!(
+        replicas(&server, "down"),
+        1,
+        "nothing scaled without its predictor"
+    );
     assert_eq!(replicas(&server, "tagged"), 1);
     assert_eq!(
         server.get("Deployment", "team-b", "web").unwrap()["spec"]["replicas"],
