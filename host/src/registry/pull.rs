@@ -304,16 +304,18 @@ impl Session<'_> {
         what: &str,
     ) -> Result<Vec<u8>, PullError> {
         let host = self.reference.api_host().to_string();
-        let origin = format!("{}://{host}", self.registry.scheme_for(&host));
-        let mut url = Url::parse(&format!("{origin}{path}"))
+        let scheme = self.registry.scheme_for(&host);
+        let mut url = Url::parse(&format!("{scheme}://{host}{path}"))
             .map_err(|e| PullError::Protocol(format!("cannot form a URL: {e}")))?;
+        // Compared as origins, so `host:443` over HTTPS is the registry's own.
+        let origin = url.origin();
         let mut challenged = false;
         for _ in 0..=MAX_REDIRECTS {
             self.registry
                 .egress
                 .check_url(&url)
                 .map_err(PullError::Egress)?;
-            let own = url.origin().ascii_serialization() == origin;
+            let own = url.origin() == origin;
             let mut request = self.registry.http.get(url.clone()).header(ACCEPT, accept);
             if own {
                 request = self.authorize(request);
