@@ -846,11 +846,35 @@ fn push_prints_a_pinned_reference_that_check_and_simulate_pull() {
     let out = run(&[&args[..], &login].concat(), PASSWORD);
     assert!(out.status.success(), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let summary = |i: usize| report["setups"][i]["summary"].clone();
+    // Everything but the name: the pulled component is the bundled one.
+    let summary = |i: usize| {
+        let mut s = report["setups"][i].clone();
+        s.as_object_mut().unwrap().remove("setup");
+        s
+    };
     assert_eq!(report["setups"][1]["setup"], "pulled");
-    assert_eq!(
-        summary(1),
-        summary(2),
-        "the pulled component is the bundled one"
+    assert!(summary(1)["podHours"].as_f64().unwrap() > 0.0);
+    assert_eq!(summary(1), summary(2));
+
+    // The example autoscaler with its decider as an `oci` source replays as from its ConfigMap.
+    let example = include_str!("../../deploy/examples/autoscaler.yaml");
+    let from_registry = example.replace(
+        "    configMapRef:\n      name: demo-policy\n      key: decider.wasm\n",
+        &format!("    oci:\n      reference: {reference}\n"),
     );
+    assert_ne!(from_registry, example);
+    let manifest = scratch("oci-autoscaler.yaml", from_registry.as_bytes());
+    let args = [
+        "simulate",
+        "--trace",
+        trace.to_str().unwrap(),
+        "--file",
+        manifest.to_str().unwrap(),
+        "--json",
+    ];
+    let out = run(&[&args[..], &login].concat(), PASSWORD);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["setups"][1]["setup"], "demo");
+    assert!(report["setups"][1]["podHours"].as_f64().unwrap() > 0.0);
 }
