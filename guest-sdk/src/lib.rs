@@ -95,26 +95,7 @@ pub fn forecast<'a>(request: &'a DecideRequest, name: &str) -> Option<&'a Metric
 #[macro_export]
 macro_rules! export_predictor {
     ($policy:ty) => {
-        #[cfg(target_arch = "wasm32")]
-        const _: () = {
-            struct __WasmAutoscalerExport;
-            impl $crate::__bindings::predictor::Guest for __WasmAutoscalerExport {
-                fn forecast(
-                    request: $crate::ForecastRequest,
-                ) -> ::core::result::Result<$crate::ForecastResponse, ::std::string::String>
-                {
-                    $crate::harness::forecast::<$policy>(&request)
-                }
-                fn validate_config(
-                    config: ::std::string::String,
-                ) -> ::core::result::Result<(), ::std::string::String> {
-                    $crate::harness::validate_predictor_config::<$policy>(&config)
-                }
-            }
-            $crate::__bindings::predictor::__export_predictor_world!(
-                __WasmAutoscalerExport with_types_in $crate::__bindings::predictor
-            );
-        };
+        $crate::__export_predictor_as!($policy, predictor, __export_predictor_world);
     };
 }
 
@@ -124,10 +105,20 @@ macro_rules! export_predictor {
 #[macro_export]
 macro_rules! export_model_predictor {
     ($policy:ty) => {
+        $crate::__export_predictor_as!($policy, model_predictor, __export_model_predictor_world);
+    };
+}
+
+/// The predictor exports of `$policy` in the bindings module `$world`, whose
+/// world-export macro is `$export`: the worlds differ only in their imports.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_predictor_as {
+    ($policy:ty, $world:ident, $export:ident) => {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             struct __WasmAutoscalerExport;
-            impl $crate::__bindings::model_predictor::Guest for __WasmAutoscalerExport {
+            impl $crate::__bindings::$world::Guest for __WasmAutoscalerExport {
                 fn forecast(
                     request: $crate::ForecastRequest,
                 ) -> ::core::result::Result<$crate::ForecastResponse, ::std::string::String>
@@ -140,8 +131,8 @@ macro_rules! export_model_predictor {
                     $crate::harness::validate_predictor_config::<$policy>(&config)
                 }
             }
-            $crate::__bindings::model_predictor::__export_model_predictor_world!(
-                __WasmAutoscalerExport with_types_in $crate::__bindings::model_predictor
+            $crate::__bindings::$world::$export!(
+                __WasmAutoscalerExport with_types_in $crate::__bindings::$world
             );
         };
     };

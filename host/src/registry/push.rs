@@ -81,10 +81,11 @@ pub async fn push(
     });
     client.auth(&parsed, &auth, RegistryOperation::Push).await?;
 
+    let layer_digest = sha256_digest(component);
     let config_bytes = serde_json::to_vec(&serde_json::json!({
         "architecture": "wasm",
         "os": "wasip2",
-        "layerDigests": [sha256_digest(component)],
+        "layerDigests": [&layer_digest],
     }))
     .expect("a JSON value serializes");
     let config = Config::new(config_bytes.clone(), WASM_CONFIG_MEDIA_TYPE.into(), None);
@@ -98,7 +99,7 @@ pub async fn push(
         .push_blob(&parsed, config_bytes.clone(), &sha256_digest(&config_bytes))
         .await?;
     client
-        .push_blob(&parsed, component.to_vec(), &sha256_digest(component))
+        .push_blob(&parsed, component.to_vec(), &layer_digest)
         .await?;
     let destination = if tagged {
         parsed.clone()

@@ -233,7 +233,7 @@ impl Predictor for Onnx {
                 let mean = raw.iter().sum::<f64>() / raw.len() as f64;
                 if mean <= 0.0 {
                     // No traffic in the window: nothing to scale, nothing coming.
-                    return Ok(flat(config, request, step_ms, horizon, 0.0));
+                    return Ok(none_coming(config, request, step_ms, horizon));
                 }
                 mean
             }
@@ -271,13 +271,12 @@ impl Predictor for Onnx {
     }
 }
 
-/// A forecast of `value` at every step of the model's horizon.
-fn flat(
+/// A forecast of zero at every step of the model's horizon.
+fn none_coming(
     config: &Config,
     request: &ForecastRequest,
     step_ms: f64,
     horizon: usize,
-    value: f64,
 ) -> ForecastResponse {
     ForecastResponse {
         forecasts: vec![MetricForecast {
@@ -285,7 +284,7 @@ fn flat(
             points: (0..horizon.min(MAX_POINTS))
                 .map(|k| ForecastPoint {
                     time_ms: request.now_ms + step_ms * (k + 1) as f64,
-                    value,
+                    value: 0.0,
                 })
                 .collect(),
         }],
