@@ -116,6 +116,18 @@ fn simulate_json_is_deterministic_and_includes_the_baseline() {
         .collect();
     assert_eq!(names, ["hpa", "reactive", "predictive"]);
     assert_eq!(report["trace"]["durationSeconds"], 2 * 86_400);
+    // The clairvoyant limit: no violations, fewer pod-hours than any set-up,
+    // and each set-up's cost as a multiple of it.
+    let limit = &report["limit"];
+    assert_eq!(limit["setup"], "limit");
+    assert_eq!(limit["sloViolationSeconds"], 0);
+    let limit_hours = limit["podHours"].as_f64().unwrap();
+    for s in report["setups"].as_array().unwrap() {
+        let hours = s["podHours"].as_f64().unwrap();
+        let ratio = s["podHoursVsLimit"].as_f64().unwrap();
+        assert!(hours > limit_hours, "{s}");
+        assert!((ratio - hours / limit_hours).abs() < 0.001, "{s}");
+    }
 }
 
 #[test]
@@ -150,12 +162,54 @@ fn simulate_draws_a_plot_and_prints_a_table() {
         plot.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("overload s"), "{}", stdout(&out));
+    let table = stdout(&out);
+    assert!(
+        table.contains("overload s") && table.contains("×limit"),
+        "{table}"
+    );
+    assert!(table.lines().any(|l| l.starts_with("limit ")), "{table}");
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    // Three set-ups, each drawn whole and zoomed, four lines per panel.
+    assert!(svg.starts_with("<svg"), "{svg}");
+    assert_eq!(svg.matches("<polyline").count(), 3 * 2 * 4);
+    assert!(
+        svg.contains("hpa — SLO-violation"),
+        "titled with its summary"
+    );
+    assert!(svg.contains(">d2 00:00<"), "a time axis in days");
+    assert!(
+        svg.contains(r#"fill-opacity="0.25""#),
+        "HPA violates the SLO: shaded"
+    );
+
+    let zoomed = bin(&[
+        "simulate",
+        "--trace",
+        trace.to_str().unwrap(),
+        "--plot",
+        plot.to_str().unwrap(),
+        "--plot-window",
+        "30..31.5",
+    ]);
+    assert!(zoomed.status.success(), "{}", stderr(&zoomed));
     let svg = std::fs::read_to_string(&plot).unwrap();
     assert!(
-        svg.starts_with("<svg") && svg.matches("<polyline").count() == 9,
-        "three panels of three lines"
+        svg.contains("zoom: d2 06:00 – d2 07:30"),
+        "the window asked for"
     );
+    for window in ["31..30", "x..2", "0..49"] {
+        let out = bin(&[
+            "simulate",
+            "--trace",
+            trace.to_str().unwrap(),
+            "--plot",
+            plot.to_str().unwrap(),
+            "--plot-window",
+            window,
+        ]);
+        assert!(!out.status.success(), "{window} was accepted");
+        assert!(stderr(&out).contains("plot-window"), "{}", stderr(&out));
+    }
 }
 
 #[test]

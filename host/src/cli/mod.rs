@@ -8,6 +8,7 @@ mod export;
 mod metrics;
 mod operator;
 mod pack;
+mod progress;
 mod push;
 mod registry;
 mod simulate;

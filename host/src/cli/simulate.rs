@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use super::registry::{RegistryArgs, OCI_PREFIX};
-use super::SandboxArgs;
+use super::{progress, SandboxArgs};
 use crate::bundled;
 use crate::runtime::InstanceMode;
 use crate::sim::{self, setup, SimParams, Trace};
@@ -63,9 +63,14 @@ pub struct SimulateArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
-    /// Also draw load, ready capacity and replicas over time to this SVG file.
+    /// Also draw load, ready capacity (each set-up's and the clairvoyant limit's) and replicas
+    /// over time to this SVG file, SLO violations shaded, with a zoom on one episode.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
+    /// With --plot: the zoom's span in hours from the trace's start, e.g. `30..34.5`; by
+    /// default the span (a twelfth of the trace, 1 to 6 hours) with the most SLO violations.
+    #[arg(long, value_name = "FROM..TO", value_parser = parse_window, requires = "plot")]
+    plot_window: Option<sim::Window>,
     /// How `oci:` policies (in --setups or a manifest's `oci` sources) are pulled; a
     /// manifest's `pullSecret` is not read offline.
     #[command(flatten)]
@@ -131,6 +136,23 @@ fn parse_start(text: &str) -> Result<u64, String> {
     u64::try_from(t.as_millisecond()).map_err(|_| format!("`{text}` is before 1970"))
 }
 
+fn parse_window(text: &str) -> Result<sim::Window, String> {
+    let bad = || format!("expected FROM..TO in hours, like 30..34.5, got `{text}`");
+    let (from, to) = text.split_once("..").ok_or_else(bad)?;
+    let hours = |h: &str| -> Result<u64, String> {
+        let h: f64 = h.trim().parse().map_err(|_| bad())?;
+        if !(h.is_finite() && h >= 0.0) {
+            return Err(bad());
+        }
+        Ok((h * 3600.0).round() as u64)
+    };
+    let (from_s, to_s) = (hours(from)?, hours(to)?);
+    if to_s <= from_s {
+        return Err(format!("--plot-window: `{text}` ends before it begins"));
+    }
+    Ok(sim::Window { from_s, to_s })
+}
+
 fn parse_alias(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((name, sim)) if !name.is_empty() && sim::METRICS.contains(&sim) => {
@@ -148,9 +170,19 @@ fn report(
     params: &SimParams,
     setups: &[setup::Setup],
 ) -> Result<()> {
-    let report = sim::compare(trace, params, setups);
+    if let Some(w) = args.plot_window {
+        if w.to_s > trace.duration_s() {
+            bail!(
+                "--plot-window ends after the trace, which lasts {:.2} hours",
+                trace.duration_s() as f64 / 3600.0
+            );
+        }
+    }
+    let bar = progress::Bar::new(sim::ticks(trace, params) * setups.len() as u64, !args.json);
+    let report = sim::compare_with_progress(trace, params, setups, &|n| bar.advance(n));
+    bar.finish();
     if let Some(path) = &args.plot {
-        std::fs::write(path, sim::render_svg(&report))
+        std::fs::write(path, sim::render_svg(&report, args.plot_window))
             .with_context(|| format!("writing {}", path.display()))?;
     }
     if args.json {

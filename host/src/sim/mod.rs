@@ -1,6 +1,7 @@
 //! The offline replay: a real traffic trace through the same pipeline the
 //! operator runs, against a simulated target, several set-ups side by side.
 
+pub mod limit;
 mod manifest;
 mod plot;
 mod report;
@@ -8,8 +9,9 @@ pub mod setup;
 mod target;
 mod trace;
 
+pub use limit::{clairvoyant, Limit};
 pub use manifest::{from_manifest, Manifest};
-pub use plot::render_svg;
+pub use plot::{render_svg, Window};
 pub use report::{Report, SetupResult, Summary};
 pub use setup::{Setup, SetupError};
 pub use target::SimulatedTarget;
@@ -53,10 +55,29 @@ pub struct Point {
     pub load_rps: f64,
     pub ready_capacity_rps: f64,
     pub replicas: u32,
+    /// Seconds from this tick to the next that violated the SLO.
+    pub slo_violation_s: u32,
 }
+
+/// Told how many ticks a replay has just finished, from any replay thread.
+pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
+
+/// Ticks between two progress reports: often enough for a smooth bar, rare
+/// enough to cost nothing.
+const PROGRESS_EVERY: u64 = 512;
 
 /// Replays `trace` through one set-up.
 pub fn run(trace: &Trace, params: &SimParams, setup: &Setup) -> SetupResult {
+    run_with_progress(trace, params, setup, &|_| {})
+}
+
+/// [`run`], reporting progress as it goes.
+pub fn run_with_progress(
+    trace: &Trace,
+    params: &SimParams,
+    setup: &Setup,
+    progress: Progress<'_>,
+) -> SetupResult {
     let interval = params.interval_seconds.max(1);
     // Only a set-up that can be woken from zero may go there.
     let min_replicas = if setup.zero.enabled() {
@@ -112,34 +133,61 @@ pub fn run(trace: &Trace, params: &SimParams, setup: &Setup) -> SetupResult {
                 Err(never) => match never {},
             };
             summary.record_tick(&report, matches!(report.proposal, Proposal::Failed(_)));
+            if series.len() as u64 % PROGRESS_EVERY == PROGRESS_EVERY - 1 {
+                progress(PROGRESS_EVERY);
+            }
             series.push(Point {
                 t_s: t,
                 load_rps: trace.rps_at(t),
                 ready_capacity_rps: f64::from(target.ready(t)) * params.capacity_per_pod,
                 replicas: target.replicas(),
+                slo_violation_s: 0,
             });
         }
         let load = trace.rps_at(t);
         window_sum += load;
         window_len += 1;
         let capacity = f64::from(target.ready(t)) * params.capacity_per_pod;
-        summary.record_second(load, capacity, params.slo_utilization, target.replicas());
+        if summary.record_second(load, capacity, params.slo_utilization, target.replicas()) {
+            if let Some(p) = series.last_mut() {
+                p.slo_violation_s += 1;
+            }
+        }
     }
     summary.finish();
+    progress(series.len() as u64 % PROGRESS_EVERY);
     SetupResult { summary, series }
 }
 
-/// Replays `trace` through every set-up, each on its own thread.
+/// Replays `trace` through every set-up, each on its own thread, beside the
+/// clairvoyant limit.
 pub fn compare(trace: &Trace, params: &SimParams, setups: &[Setup]) -> Report {
-    let results: Vec<SetupResult> = std::thread::scope(|scope| {
+    compare_with_progress(trace, params, setups, &|_| {})
+}
+
+/// Ticks one set-up's replay makes: the unit of [`Progress`].
+pub fn ticks(trace: &Trace, params: &SimParams) -> u64 {
+    trace.duration_s().div_ceil(params.interval_seconds.max(1))
+}
+
+/// [`compare`], reporting every set-up's ticks to `progress` as they finish.
+pub fn compare_with_progress(
+    trace: &Trace,
+    params: &SimParams,
+    setups: &[Setup],
+    progress: Progress<'_>,
+) -> Report {
+    let (results, limit) = std::thread::scope(|scope| {
         let handles: Vec<_> = setups
             .iter()
-            .map(|s| scope.spawn(move || run(trace, params, s)))
+            .map(|s| scope.spawn(move || run_with_progress(trace, params, s, progress)))
             .collect();
-        handles
+        let limit = clairvoyant(trace, params);
+        let results: Vec<SetupResult> = handles
             .into_iter()
             .map(|h| h.join().expect("a simulation thread panicked"))
-            .collect()
+            .collect();
+        (results, limit)
     });
-    Report::new(trace, params, results)
+    Report::new(trace, params, results, limit)
 }

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::limit::{Limit, LIMIT};
 use super::{Point, SimParams, Trace};
 use crate::pipeline::TickReport;
 
@@ -28,6 +29,9 @@ pub struct Summary {
     pub failed_forecasts: u32,
     /// Seconds of load that met no ready pod at all: cold starts of a set-up that idles at zero.
     pub cold_start_seconds: u64,
+    /// Pod-hours as a multiple of the clairvoyant limit's (absent for the limit itself, or when it costs nothing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_hours_vs_limit: Option<f64>,
     #[serde(skip)]
     pod_seconds: u64,
 }
@@ -46,6 +50,7 @@ impl Summary {
             failed_decisions: 0,
             failed_forecasts: 0,
             cold_start_seconds: 0,
+            pod_hours_vs_limit: None,
             pod_seconds: 0,
         }
     }
@@ -63,18 +68,21 @@ impl Summary {
         self.failed_forecasts += u32::from(report.predictor_error.is_some());
     }
 
+    /// Counts one second; true when it violated the SLO.
     pub(super) fn record_second(
         &mut self,
         load: f64,
         capacity: f64,
         slo_utilization: f64,
         replicas: u32,
-    ) {
+    ) -> bool {
+        let violated = load > capacity * slo_utilization;
         self.overload_seconds += u64::from(load > capacity);
         self.cold_start_seconds += u64::from(load > 0.0 && capacity <= 0.0);
-        self.slo_violation_seconds += u64::from(load > capacity * slo_utilization);
+        self.slo_violation_seconds += u64::from(violated);
         self.pod_seconds += u64::from(replicas);
         self.peak_replicas = self.peak_replicas.max(replicas);
+        violated
     }
 
     pub(super) fn finish(&mut self) {
@@ -97,6 +105,9 @@ pub struct Report {
     pub trace: TraceInfo,
     pub params: SimParams,
     pub setups: Vec<Summary>,
+    /// What an autoscaler that knew the whole trace would need (see [`super::limit`]).
+    pub limit: Summary,
+    /// Each set-up's series, then the limit's last.
     #[serde(skip)]
     pub series: Vec<(String, Vec<Point>)>,
 }
@@ -112,7 +123,18 @@ pub struct TraceInfo {
 }
 
 impl Report {
-    pub(super) fn new(trace: &Trace, params: &SimParams, results: Vec<SetupResult>) -> Self {
+    pub(super) fn new(
+        trace: &Trace,
+        params: &SimParams,
+        mut results: Vec<SetupResult>,
+        limit: Limit,
+    ) -> Self {
+        if limit.summary.pod_hours > 0.0 {
+            for r in &mut results {
+                let ratio = r.summary.pod_hours / limit.summary.pod_hours;
+                r.summary.pod_hours_vs_limit = Some((ratio * 1000.0).round() / 1000.0);
+            }
+        }
         Report {
             trace: TraceInfo {
                 name: trace.name.clone(),
@@ -124,8 +146,10 @@ impl Report {
             series: results
                 .iter()
                 .map(|r| (r.summary.setup.clone(), r.series.clone()))
+                .chain([(LIMIT.to_string(), limit.series)])
                 .collect(),
             setups: results.into_iter().map(|r| r.summary).collect(),
+            limit: limit.summary,
         }
     }
 
@@ -161,18 +185,19 @@ impl Report {
         let cold = p.min_replicas == 0;
         let _ = writeln!(
             out,
-            "{:<14} {:>12} {:>14} {:>11} {:>13} {:>8} {:>8}{}",
+            "{:<14} {:>12} {:>14} {:>11} {:>7} {:>15} {:>8} {:>8}{}",
             "setup",
             "overload s",
             "SLO-violation s",
             "pod-hours",
+            "×limit",
             "actions(↑/↓)",
             "peak",
             "failed",
             if cold { "  cold-start s" } else { "" }
         );
         let base = self.setups.first();
-        for s in &self.setups {
+        for s in self.setups.iter().chain([&self.limit]) {
             let vs = |v: f64, b: f64| {
                 if base.is_some_and(|b0| b0.setup != s.setup) && b > 0.0 {
                     format!(" ({:.2}×)", v / b)
@@ -183,11 +208,13 @@ impl Report {
             let b = base.expect("a report has set-ups");
             let _ = writeln!(
                 out,
-                "{:<14} {:>12} {:>14} {:>11} {:>13} {:>8} {:>8}{}",
+                "{:<14} {:>12} {:>14} {:>11} {:>7} {:>15} {:>8} {:>8}{}",
                 s.setup,
                 s.overload_seconds,
                 s.slo_violation_seconds,
                 format!("{:.1}", s.pod_hours),
+                s.pod_hours_vs_limit
+                    .map_or_else(|| "—".to_string(), |r| format!("{r:.2}")),
                 format!("{} ({}/{})", s.scale_actions, s.scale_ups, s.scale_downs),
                 s.peak_replicas,
                 s.failed_decisions + s.failed_forecasts,
