@@ -45,7 +45,8 @@ pub struct SimParams {
     pub start_ms: u64,
 }
 
-/// The metrics the simulator publishes to policies each tick.
+/// The metrics the simulator publishes to policies each tick, besides the
+/// trace's own signal columns.
 pub const METRICS: [&str; 2] = ["rps", "utilization"];
 
 /// One point of a set-up's time series, taken at every tick.
@@ -91,7 +92,12 @@ pub fn run_with_progress(
         interval_ms: interval * 1000,
         warmup_ms: setup.warmup_seconds.unwrap_or(params.startup_seconds) * 1000,
         history_len: params.history_len,
-        metrics: setup.metric_names.to_vec(),
+        metrics: setup
+            .metric_names
+            .iter()
+            .cloned()
+            .chain(trace.signals.iter().map(|s| s.name.clone()))
+            .collect(),
         predictor: setup.predictor.clone(),
         schedule: setup.schedule.clone(),
         decider: setup.decider.clone(),
@@ -103,6 +109,8 @@ pub fn run_with_progress(
     let mut summary = Summary::new(&setup.name);
     let mut series = Vec::new();
     let (mut window_sum, mut window_len) = (0.0, 0u64);
+    // The trace's further signals, averaged over each interval like the load.
+    let mut signal_sums = vec![0.0; trace.signals.len()];
 
     for t in 0..trace.duration_s() {
         if t % interval == 0 {
@@ -113,6 +121,20 @@ pub fn run_with_progress(
             } else {
                 trace.rps_at(0)
             };
+            let signals: Vec<(String, Option<f64>)> = trace
+                .signals
+                .iter()
+                .enumerate()
+                .map(|(k, s)| {
+                    let mean = if window_len > 0 {
+                        signal_sums[k] / window_len as f64
+                    } else {
+                        trace.signal_at(k, 0)
+                    };
+                    (s.name.clone(), Some(mean))
+                })
+                .collect();
+            signal_sums.iter_mut().for_each(|v| *v = 0.0);
             (window_sum, window_len) = (0.0, 0);
             let ready = target.ready(t);
             let utilization =
@@ -122,10 +144,13 @@ pub fn run_with_progress(
                 current_replicas: target.replicas(),
                 ready_replicas: ready,
                 warming_replicas: target.replicas() - ready,
-                metrics: vec![
+                metrics: [
                     (setup.metric_names[0].clone(), Some(rps)),
                     (setup.metric_names[1].clone(), utilization),
-                ],
+                ]
+                .into_iter()
+                .chain(signals)
+                .collect(),
             };
             target.set_now(t);
             let report = match pipeline.tick(&obs, &mut target) {
@@ -147,6 +172,9 @@ pub fn run_with_progress(
         let load = trace.rps_at(t);
         window_sum += load;
         window_len += 1;
+        for (k, sum) in signal_sums.iter_mut().enumerate() {
+            *sum += trace.signal_at(k, t);
+        }
         let capacity = f64::from(target.ready(t)) * params.capacity_per_pod;
         if summary.record_second(load, capacity, params.slo_utilization, target.replicas()) {
             if let Some(p) = series.last_mut() {
