@@ -20,6 +20,9 @@ const POLICIES: &[(&str, &str)] = &[
     ("policy-forecast", "policy_forecast"),
     ("policy-schedule", "policy_schedule"),
     ("policy-onnx", "policy_onnx"),
+    ("policy-adaptive", "policy_adaptive"),
+    ("policy-weighted", "policy_weighted"),
+    ("policy-seasonal", "policy_seasonal"),
 ];
 
 fn main() -> Result<()> {

@@ -82,6 +82,36 @@ pub fn metric(request: &DecideRequest, name: &str) -> Result<f64, String> {
     }
 }
 
+/// The history of metric `name` in a forecast request, or an error naming
+/// it when the target has no such metric.
+pub fn history<'a>(request: &'a ForecastRequest, name: &str) -> Result<&'a MetricHistory, String> {
+    request
+        .histories
+        .iter()
+        .find(|h| h.name == name)
+        .ok_or_else(|| format!("metric `{name}` is not configured for this target"))
+}
+
+/// Most points [`forecast_times`] gives, whatever horizon and step a request asks.
+pub const MAX_FORECAST_POINTS: usize = 1_000;
+
+/// The times a forecast answers for: every `step-ms` after `now-ms` up to
+/// the horizon (one point at the horizon when there is no step), at most
+/// [`MAX_FORECAST_POINTS`].
+pub fn forecast_times(request: &ForecastRequest) -> impl Iterator<Item = f64> + '_ {
+    let step = if request.step_ms > 0.0 {
+        request.step_ms
+    } else {
+        request.horizon_ms
+    };
+    let points = if request.horizon_ms > 0.0 && step > 0.0 {
+        ((request.horizon_ms / step).ceil() as usize).clamp(1, MAX_FORECAST_POINTS)
+    } else {
+        0
+    };
+    (1..=points).map(move |k| request.now_ms + k as f64 * step)
+}
+
 /// The forecast of metric `name`, if the request carries one.
 pub fn forecast<'a>(request: &'a DecideRequest, name: &str) -> Option<&'a MetricForecast> {
     request.forecasts.iter().find(|f| f.name == name)

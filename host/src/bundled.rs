@@ -15,6 +15,15 @@ pub const SCHEDULE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/policy_sch
 /// The `onnx` predictor: runs an ONNX model packed into it (`wasm-autoscaler pack`).
 pub const ONNX: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/policy_onnx.wasm"));
 
+/// The `adaptive` predictor: an upper band from a Holt ensemble, its own errors and an anomaly guard.
+pub const ADAPTIVE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/policy_adaptive.wasm"));
+
+/// The `weighted` decider: per-signal replica needs combined by weight.
+pub const WEIGHTED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/policy_weighted.wasm"));
+
+/// The `seasonal` predictor: the current level plus the change the same time of day (or week) brought.
+pub const SEASONAL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/policy_seasonal.wasm"));
+
 /// The bundled policies by name, as `bundled:NAME` refers to them.
 pub const POLICIES: &[(&str, &[u8])] = &[
     ("hpa", HPA),
@@ -22,6 +31,9 @@ pub const POLICIES: &[(&str, &[u8])] = &[
     ("forecast", FORECAST),
     ("schedule", SCHEDULE),
     ("onnx", ONNX),
+    ("adaptive", ADAPTIVE),
+    ("weighted", WEIGHTED),
+    ("seasonal", SEASONAL),
 ];
 
 /// The bundled policy called `name`.

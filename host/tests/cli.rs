@@ -50,6 +50,14 @@ fn check_accepts_each_bundled_policy_and_names_its_world() {
             "decider",
             r#"{"capacityPerPod": 50}"#,
         ),
+        ("adaptive", bundled::ADAPTIVE, "predictor", ""),
+        ("seasonal", bundled::SEASONAL, "predictor", ""),
+        (
+            "weighted",
+            bundled::WEIGHTED,
+            "decider",
+            r#"{"signals": [{"metric": "rps", "perPod": 50}]}"#,
+        ),
     ] {
         let path = scratch(&format!("{name}.wasm"), bytes);
         let out = bin(&["check", path.to_str().unwrap(), "--config", config]);
@@ -114,7 +122,7 @@ fn simulate_json_is_deterministic_and_includes_the_baseline() {
         .iter()
         .map(|s| s["setup"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["hpa", "reactive", "predictive"]);
+    assert_eq!(names, ["hpa", "reactive", "predictive", "adaptive"]);
     assert_eq!(report["trace"]["durationSeconds"], 2 * 86_400);
     // The clairvoyant limit: no violations, fewer pod-hours than any set-up,
     // and each set-up's cost as a multiple of it.
@@ -140,7 +148,7 @@ fn no_arguments_replays_the_bundled_trace_through_the_bundled_setups() {
         "{text}"
     );
     assert!(text.contains("SLO utilization 80%"), "{text}");
-    for setup in ["hpa", "reactive", "predictive"] {
+    for setup in ["hpa", "reactive", "predictive", "adaptive"] {
         assert!(
             text.lines().any(|l| l.starts_with(setup)),
             "{setup} missing: {text}"
@@ -169,9 +177,9 @@ fn simulate_draws_a_plot_and_prints_a_table() {
     );
     assert!(table.lines().any(|l| l.starts_with("limit ")), "{table}");
     let svg = std::fs::read_to_string(&plot).unwrap();
-    // Three set-ups, each drawn whole and zoomed, four lines per panel.
+    // Four set-ups, each drawn whole and zoomed, four lines per panel.
     assert!(svg.starts_with("<svg"), "{svg}");
-    assert_eq!(svg.matches("<polyline").count(), 3 * 2 * 4);
+    assert_eq!(svg.matches("<polyline").count(), 4 * 2 * 4);
     assert!(
         svg.contains("hpa — SLO-violation"),
         "titled with its summary"

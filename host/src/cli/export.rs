@@ -20,7 +20,7 @@ use crate::runtime::{Digest, MAX_COMPONENT_BYTES};
 /// Arguments of `export`.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// A bundled policy (`hpa`, `ewma-trend`, `forecast`, `schedule`, `onnx`) or the path of a component file.
+    /// A bundled policy (`hpa`, `forecast`, `weighted`, `ewma-trend`, `adaptive`, `seasonal`, `schedule`, `onnx`) or the path of a component file.
     name: String,
     /// Where to write it.
     #[arg(long, short = 'o', value_name = "FILE")]

@@ -56,8 +56,9 @@ pub enum SetupError {
     Setup { setup: String, message: String },
 }
 
-/// The bundled set-ups: the HPA baseline, a reactive throughput sizer, and
-/// the predictive `ewma-trend` + `forecast` pair.
+/// The bundled set-ups: the HPA baseline, a reactive throughput sizer, the
+/// predictive `ewma-trend` + `forecast` pair, and the `adaptive` upper band
+/// with a churn-controlled `forecast`.
 pub fn bundled(runtime: &Runtime, params: &SimParams) -> Result<Vec<Setup>, SetupError> {
     let load = |setup: &str, name: &str, config: String| -> Result<PolicySpec, SetupError> {
         let bytes = bundled::policy(name).expect("bundled policy names are fixed");
@@ -126,8 +127,47 @@ pub fn bundled(runtime: &Runtime, params: &SimParams) -> Result<Vec<Setup>, Setu
             zero: ZeroRules::default(),
             schedule: None,
         },
+        Setup {
+            name: "adaptive".into(),
+            predictor: Some(load("adaptive", "adaptive", ADAPTIVE_PREDICTOR.into())?),
+            decider: load(
+                "adaptive",
+                "forecast",
+                format!(
+                    r#"{{"metric": "rps", "capacityPerPod": {}, {ADAPTIVE_SIZING}}}"#,
+                    params.capacity_per_pod
+                ),
+            )?,
+            behavior: adaptive_behavior(),
+            metric_names: plain_metric_names(),
+            warmup_seconds: None,
+            zero: ZeroRules::default(),
+            schedule: None,
+        },
     ])
 }
+
+/// The `adaptive` set-up's predictor: an upper band that its own recent
+/// forecasts would have covered 97% of the time, lone spikes not chased.
+pub const ADAPTIVE_PREDICTOR: &str = r#"{"metric": "rps", "quantile": 0.97}"#;
+
+/// The `adaptive` set-up's sizing (besides `capacityPerPod`): up to 76% of a
+/// pod's capacity for the band, down only once the band fits at 64%, in steps
+/// of at least 20%, and the band alone decides (a spike it does not chase
+/// does not scale the target).
+pub const ADAPTIVE_SIZING: &str = r#""targetUtilization": 0.76, "scaleDownUtilization": 0.64, "scaleDownTolerance": 0.2, "useCurrent": false"#;
+
+/// The `adaptive` set-up's safety rules: scale up at once; scale down after
+/// ten minutes of the band staying low, which keeps pods through the dips
+/// between surges instead of paying their start-up again.
+pub fn adaptive_behavior() -> Behavior {
+    let mut b = Behavior::unrestricted();
+    b.scale_down.stabilization_seconds = 600;
+    b
+}
+
+/// Fetches the component an `oci:` reference names (the text after `oci:`).
+pub type PullFn<'a> = &'a dyn Fn(&str) -> Result<Vec<u8>, String>;
 
 /// The set-ups of a JSON file: a list of `{"name", "predictor"?: {"policy",
 /// "config"?}, "schedule"?: {…}, "decider": {"policy", "config"?}, "behavior"?,
@@ -135,9 +175,6 @@ pub fn bundled(runtime: &Runtime, params: &SimParams) -> Result<Vec<Setup>, Setu
 /// `policy` is a `.wasm` path (relative to the file), `bundled:NAME` or
 /// `oci:REFERENCE` (given to `pull`). The HPA baseline is put first unless
 /// the file has a set-up named `hpa`.
-/// Fetches the component an `oci:` reference names (the text after `oci:`).
-pub type PullFn<'a> = &'a dyn Fn(&str) -> Result<Vec<u8>, String>;
-
 pub fn from_file(
     runtime: &Runtime,
     params: &SimParams,

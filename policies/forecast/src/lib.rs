@@ -27,6 +27,20 @@ pub struct Config {
     /// the current one, so small dips do not cause a change every tick.
     #[serde(default = "default_down_tolerance")]
     pub scale_down_tolerance: f64,
+    /// Size scale-downs at this lower utilization, in (0, `targetUtilization`]:
+    /// a hysteresis band, so a count just sized down is not sized up again by
+    /// the next small rise. Scale-ups use `targetUtilization`.
+    #[serde(default)]
+    pub scale_down_utilization: Option<f64>,
+    /// Size for the current value too (the default), or, when false, for the
+    /// forecast alone whenever there is one: for a predictor that decides
+    /// what a spike in the current value means (such as `adaptive`'s guard).
+    #[serde(default = "default_use_current")]
+    pub use_current: bool,
+}
+
+fn default_use_current() -> bool {
+    true
 }
 
 fn default_down_tolerance() -> f64 {
@@ -63,6 +77,14 @@ impl Decider for ForecastSizing {
         if !(config.headroom.is_finite() && config.headroom >= 0.0) {
             return Err(format!("`headroom` must be ≥ 0, got {}", config.headroom));
         }
+        if let Some(down) = config.scale_down_utilization {
+            if !(down > 0.0 && down <= config.target_utilization) {
+                return Err(format!(
+                    "`scaleDownUtilization` must be in (0, targetUtilization = {}], got {down}",
+                    config.target_utilization
+                ));
+            }
+        }
         if !(0.0..1.0).contains(&config.scale_down_tolerance) {
             return Err(format!(
                 "`scaleDownTolerance` must be in [0, 1), got {}",
@@ -77,7 +99,7 @@ impl Decider for ForecastSizing {
         let peak = forecast(request, &config.metric)
             .and_then(|f| f.points.iter().max_by(|a, b| a.value.total_cmp(&b.value)));
         let (demand, why) = match peak {
-            Some(p) if p.value > now => {
+            Some(p) if p.value > now || !config.use_current => {
                 let ahead_s = ((p.time_ms - request.target.now_ms) / 1000.0).max(0.0);
                 (
                     p.value,
@@ -90,8 +112,20 @@ impl Decider for ForecastSizing {
             _ => (now, format!("current {now:.1}")),
         };
         let per_pod = config.capacity_per_pod * config.target_utilization;
-        let sized = (demand * (1.0 + config.headroom) / per_pod).ceil();
+        let mut sized = (demand * (1.0 + config.headroom) / per_pod).ceil();
         let current = f64::from(request.target.current_replicas);
+        if let (true, Some(down)) = (sized < current, config.scale_down_utilization) {
+            sized = (demand * (1.0 + config.headroom) / (config.capacity_per_pod * down)).ceil();
+            if sized >= current {
+                return Ok(Decision {
+                    desired_replicas: request.target.current_replicas,
+                    reason: format!(
+                        "holding: fewer pods would run above {down} utilization ({why})"
+                    ),
+                    state: None,
+                });
+            }
+        }
         if sized < current && sized >= current * (1.0 - config.scale_down_tolerance) {
             return Ok(Decision {
                 desired_replicas: request.target.current_replicas,
@@ -210,10 +244,78 @@ mod tests {
     }
 
     #[test]
+    fn scale_down_utilization_is_a_hysteresis_band() {
+        // 10 pods, load for 7.9 at 0.5 per pod (8 pods): down to 8 without
+        // the band; at 0.4 per pod it needs 10 and holds.
+        let mut r = request(39.5, &[]);
+        r.target.current_replicas = 10;
+        assert_eq!(
+            harness::decide::<ForecastSizing>(&r)
+                .unwrap()
+                .desired_replicas,
+            8
+        );
+        r.config =
+            r#"{"capacityPerPod": 10, "targetUtilization": 0.5, "scaleDownUtilization": 0.4}"#
+                .into();
+        let d = harness::decide::<ForecastSizing>(&r).unwrap();
+        assert_eq!(d.desired_replicas, 10, "{}", d.reason);
+        assert!(d.reason.contains("above 0.4 utilization"), "{}", d.reason);
+        // Far enough down it scales, sized at the band's utilization: 20 / 4 → 5.
+        r.metrics[0].value = Some(20.0);
+        assert_eq!(
+            harness::decide::<ForecastSizing>(&r)
+                .unwrap()
+                .desired_replicas,
+            5
+        );
+        // Scale-ups are sized at the target: 60 / 5 → 12.
+        r.metrics[0].value = Some(60.0);
+        assert_eq!(
+            harness::decide::<ForecastSizing>(&r)
+                .unwrap()
+                .desired_replicas,
+            12
+        );
+    }
+
+    #[test]
+    fn without_use_current_the_forecast_alone_decides() {
+        // A spike in the current value the predictor chose not to chase.
+        let mut r = request(100.0, &[20.0, 20.0]);
+        assert_eq!(
+            harness::decide::<ForecastSizing>(&r)
+                .unwrap()
+                .desired_replicas,
+            20
+        );
+        r.config =
+            r#"{"capacityPerPod": 10, "targetUtilization": 0.5, "useCurrent": false}"#.into();
+        assert_eq!(
+            harness::decide::<ForecastSizing>(&r)
+                .unwrap()
+                .desired_replicas,
+            4
+        );
+        // With no forecast the current value is all there is.
+        r.forecasts.clear();
+        assert_eq!(
+            harness::decide::<ForecastSizing>(&r)
+                .unwrap()
+                .desired_replicas,
+            20
+        );
+    }
+
+    #[test]
     fn rejects_bad_configs() {
         for (c, needle) in [
             (r#"{}"#, "capacityPerPod"),
             (r#"{"capacityPerPod": 0}"#, "capacityPerPod"),
+            (
+                r#"{"capacityPerPod": 1, "targetUtilization": 0.7, "scaleDownUtilization": 0.8}"#,
+                "scaleDownUtilization",
+            ),
             (
                 r#"{"capacityPerPod": 1, "targetUtilization": 1.5}"#,
                 "targetUtilization",

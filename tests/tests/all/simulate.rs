@@ -51,18 +51,23 @@ fn the_replay_measures_what_happened() {
     let rt = Runtime::new(RuntimeConfig::default()).unwrap();
     let setups = setup::bundled(&rt, &params()).unwrap();
     let report = sim::compare(&trace, &params(), &setups);
-    assert_eq!(report.setups.len(), 3);
+    assert_eq!(report.setups.len(), 4);
     for s in &report.setups {
         assert!(s.scale_actions > 0, "{s:?}");
         assert!(s.pod_hours > 24.0, "at least one pod all day: {s:?}");
         assert!(s.slo_violation_seconds >= s.overload_seconds, "{s:?}");
         assert_eq!(s.failed_decisions, 0, "{s:?}");
     }
-    // Day 1 starts at 12 pods, enough for its first minutes: nothing stops
-    // the clairvoyant from meeting the SLO throughout, and it pays least.
-    assert_eq!(report.limit.slo_violation_seconds, 0, "{:?}", report.limit);
+    // At 20 rps a pod the day's peak needs more than the 100 pods allowed:
+    // even the clairvoyant violates the SLO then, but never more than a
+    // set-up does, and it pays least.
     for s in &report.setups {
         assert!(s.pod_hours > report.limit.pod_hours, "{s:?}");
+        assert!(
+            s.slo_violation_seconds >= report.limit.slo_violation_seconds,
+            "{s:?} vs {:?}",
+            report.limit
+        );
     }
     assert!(sim::render_svg(&report, None).starts_with("<svg"));
 }
@@ -219,4 +224,49 @@ fn an_idle_workload_scales_to_zero_and_reports_its_cold_starts() {
     let json = report.to_json();
     assert!(json.contains("\"coldStartSeconds\""), "{json}");
     assert!(report.to_table().contains("cold-start s"));
+}
+
+/// A day, a minute a step, whose `cpu` column says the pods are busier than
+/// the request rate alone shows from 10:00 to 14:00 (an expensive endpoint).
+fn rps_and_cpu() -> Trace {
+    let mut csv = String::from("t_seconds,rps,cpu\n");
+    for minute in 0..1440u64 {
+        let heavy = (600..840).contains(&minute);
+        let cpu = if heavy { 14.0 } else { 3.5 };
+        csv.push_str(&format!("{},100,{cpu}\n", minute * 60));
+    }
+    Trace::parse("rps-and-cpu", &csv).unwrap()
+}
+
+#[test]
+fn every_trace_column_reaches_the_policies_and_weights_decide() {
+    let trace = rps_and_cpu();
+    let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+    let params = SimParams {
+        initial_replicas: 5,
+        ..params()
+    };
+    // rps needs 100 / 20 = 5 pods all day; cpu needs 3.5 / 0.7 = 5, then 14 / 0.7 = 20.
+    let weighted = |name: &str, signals: &str| Setup {
+        name: name.into(),
+        decider: bundled_spec(
+            &rt,
+            bundled::WEIGHTED,
+            &format!(r#"{{"signals": {signals}}}"#),
+        ),
+        ..sizing_setup(&rt, name, Behavior::unrestricted())
+    };
+    let rps_only = weighted("rps-only", r#"[{"metric": "rps", "perPod": 20}]"#);
+    let seeds_like = weighted(
+        "cpu-and-rps",
+        r#"[{"metric": "cpu", "perPod": 0.7, "weight": 0.4}, {"metric": "rps", "perPod": 20, "weight": 0.6}]"#,
+    );
+    let report = sim::compare(&trace, &params, &[rps_only, seeds_like]);
+    let (rps, both) = (&report.setups[0], &report.setups[1]);
+    for s in [rps, both] {
+        assert_eq!((s.failed_decisions, s.failed_forecasts), (0, 0), "{s:?}");
+    }
+    // 0.4 × 20 + 0.6 × 5 = 11 pods while the CPU is busy; 5 otherwise.
+    assert_eq!((rps.peak_replicas, both.peak_replicas), (5, 11));
+    assert_eq!((rps.scale_actions, both.scale_actions), (0, 2));
 }
