@@ -832,6 +832,44 @@ fn simulate_replays_the_scale_to_zero_and_schedule_examples() {
 }
 
 #[test]
+fn the_adaptive_example_manifest_is_the_bundled_adaptive_setup() {
+    let trace = short_trace();
+    let example = format!(
+        "{}/../deploy/examples/adaptive.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let replay = |extra: &[&str]| {
+        let mut args = vec![
+            "simulate",
+            "--trace",
+            trace.to_str().unwrap(),
+            "--capacity",
+            "50",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let out = bin(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let (manifest, bundled) = (replay(&["--file", &example]), replay(&[]));
+    let mut web = manifest["setups"][1].clone();
+    let adaptive = &bundled["setups"][3];
+    assert_eq!(
+        (web["setup"].as_str(), adaptive["setup"].as_str()),
+        (Some("web"), Some("adaptive"))
+    );
+    web["setup"] = adaptive["setup"].clone();
+    assert_eq!(
+        &web, adaptive,
+        "the manifest replays exactly as the bundled set-up"
+    );
+    assert!(
+        web["sloViolationSeconds"].as_u64() < manifest["setups"][0]["sloViolationSeconds"].as_u64()
+    );
+}
+
+#[test]
 fn push_prints_a_pinned_reference_that_check_and_simulate_pull() {
     use wasm_autoscaler_tests::registry::{RegistryServer, PASSWORD, USER};
     let registry = RegistryServer::start_with_login();

@@ -22,6 +22,7 @@
 //! survives restarts and hot swaps without `state`.
 
 use serde::Deserialize;
+use wasm_autoscaler_guest::log;
 use wasm_autoscaler_guest::math::{least_squares, quantile};
 use wasm_autoscaler_guest::{
     export_predictor, forecast_times, history, ForecastPoint, ForecastRequest, ForecastResponse,
@@ -106,7 +107,16 @@ impl Predictor for Adaptive {
 
     fn forecast(config: &Config, request: &ForecastRequest) -> Result<ForecastResponse, String> {
         let history = history(request, &config.metric)?;
-        let forecasts = Band::of(config, history, request.horizon_ms)
+        let band = Band::of(config, history, request.horizon_ms);
+        if let (Some(b), Some(last)) = (&band, history.samples.last()) {
+            if b.guarded {
+                log::debug(&format!(
+                    "`{}` {:.3} is an anomaly above the level {:.3}: not chased until it lasts {} samples",
+                    config.metric, last.value, b.level, config.sustained
+                ));
+            }
+        }
+        let forecasts = band
             .map(|band| MetricForecast {
                 name: config.metric.clone(),
                 points: forecast_times(request)
