@@ -14,7 +14,8 @@ use crate::sim::{self, setup, SimParams, Trace};
 /// Arguments of `simulate`.
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
-    /// Trace CSV (`t_seconds,rps`); the bundled World Cup 1998 week when absent.
+    /// Trace CSV (`t_seconds,rps`, then optionally more signal columns such as `cpu`, which
+    /// policies see as metrics of those names); the bundled World Cup 1998 week when absent.
     #[arg(long)]
     trace: Option<PathBuf>,
     /// JSON file of set-ups to compare; the bundled set-ups when absent. The HPA baseline is always included.
