@@ -97,11 +97,7 @@ pub fn clairvoyant(trace: &Trace, params: &SimParams) -> Limit {
                 slo_violation_s: 0,
             });
         }
-        if summary.record_second(load, capacity, params.slo_utilization, replicas) {
-            if let Some(p) = series.last_mut() {
-                p.slo_violation_s += 1;
-            }
-        }
+        super::record_second(&mut summary, &mut series, params, load, capacity, replicas);
     }
     summary.finish();
     Limit { summary, series }

@@ -176,15 +176,35 @@ pub fn run_with_progress(
             *sum += trace.signal_at(k, t);
         }
         let capacity = f64::from(target.ready(t)) * params.capacity_per_pod;
-        if summary.record_second(load, capacity, params.slo_utilization, target.replicas()) {
-            if let Some(p) = series.last_mut() {
-                p.slo_violation_s += 1;
-            }
-        }
+        record_second(
+            &mut summary,
+            &mut series,
+            params,
+            load,
+            capacity,
+            target.replicas(),
+        );
     }
     summary.finish();
     progress(series.len() as u64 % PROGRESS_EVERY);
     SetupResult { summary, series }
+}
+
+/// Counts one second of a replay in its summary, and a violation also in the
+/// series' latest point, which the plot shades.
+fn record_second(
+    summary: &mut Summary,
+    series: &mut [Point],
+    params: &SimParams,
+    load: f64,
+    capacity: f64,
+    replicas: u32,
+) {
+    if summary.record_second(load, capacity, params.slo_utilization, replicas) {
+        if let Some(p) = series.last_mut() {
+            p.slo_violation_s += 1;
+        }
+    }
 }
 
 /// Replays `trace` through every set-up, each on its own thread, beside the

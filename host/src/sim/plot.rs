@@ -5,7 +5,6 @@
 
 use std::fmt::Write as _;
 
-use super::limit::LIMIT;
 use super::{Point, Report, Summary};
 
 const WIDTH: f64 = 1400.0;
@@ -35,18 +34,11 @@ pub struct Window {
 /// Renders the report as a standalone SVG document; the zoom shows `zoom`,
 /// or the episode with the most SLO-violation seconds across the set-ups.
 pub fn render_svg(report: &Report, zoom: Option<Window>) -> String {
-    let limit = report
-        .series
-        .iter()
-        .find(|(name, _)| name == LIMIT)
-        .map_or(&[][..], |(_, s)| s.as_slice());
+    let limit = report.limit_series.as_slice();
     let rows: Vec<(&Summary, &[Point])> = report
         .setups
         .iter()
-        .filter_map(|s| {
-            let series = report.series.iter().find(|(n, _)| *n == s.setup)?;
-            Some((s, series.1.as_slice()))
-        })
+        .zip(report.series.iter().map(Vec::as_slice))
         .collect();
     let duration = report.trace.duration_seconds.max(1);
     let whole = Window {
@@ -54,10 +46,8 @@ pub fn render_svg(report: &Report, zoom: Option<Window>) -> String {
         to_s: duration,
     };
     let zoom = zoom.unwrap_or_else(|| worst_episode(&rows, duration));
-    let (whole_scales, zoom_scales) = (
-        Scales::within(&report.series, whole),
-        Scales::within(&report.series, zoom),
-    );
+    let all: Vec<&[Point]> = rows.iter().map(|(_, s)| *s).chain([limit]).collect();
+    let (whole_scales, zoom_scales) = (Scales::within(&all, whole), Scales::within(&all, zoom));
 
     let row_height = TITLE + PANEL + AXIS;
     let height = rows.len().max(1) as f64 * row_height + 60.0;
@@ -126,11 +116,11 @@ struct Scales {
 
 impl Scales {
     /// Scales that fit every series inside `window`.
-    fn within(series: &[(String, Vec<Point>)], window: Window) -> Self {
+    fn within(series: &[&[Point]], window: Window) -> Self {
         let inside = || {
             series
                 .iter()
-                .flat_map(|(_, s)| s.iter())
+                .flat_map(|s| s.iter())
                 .filter(move |p| p.t_s >= window.from_s && p.t_s < window.to_s)
         };
         Scales {

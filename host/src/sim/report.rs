@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::limit::{Limit, LIMIT};
+use super::limit::Limit;
 use super::{Point, SimParams, Trace};
 use crate::pipeline::TickReport;
 
@@ -107,9 +107,12 @@ pub struct Report {
     pub setups: Vec<Summary>,
     /// What an autoscaler that knew the whole trace would need (see [`super::limit`]).
     pub limit: Summary,
-    /// Each set-up's series, then the limit's last.
+    /// Each set-up's series, in the order of `setups`.
     #[serde(skip)]
-    pub series: Vec<(String, Vec<Point>)>,
+    pub series: Vec<Vec<Point>>,
+    /// The limit's series.
+    #[serde(skip)]
+    pub limit_series: Vec<Point>,
 }
 
 /// What was replayed.
@@ -126,13 +129,15 @@ impl Report {
     pub(super) fn new(
         trace: &Trace,
         params: &SimParams,
-        mut results: Vec<SetupResult>,
+        results: Vec<SetupResult>,
         limit: Limit,
     ) -> Self {
+        let (mut setups, series): (Vec<Summary>, Vec<Vec<Point>>) =
+            results.into_iter().map(|r| (r.summary, r.series)).unzip();
         if limit.summary.pod_hours > 0.0 {
-            for r in &mut results {
-                let ratio = r.summary.pod_hours / limit.summary.pod_hours;
-                r.summary.pod_hours_vs_limit = Some((ratio * 1000.0).round() / 1000.0);
+            for s in &mut setups {
+                let ratio = s.pod_hours / limit.summary.pod_hours;
+                s.pod_hours_vs_limit = Some((ratio * 1000.0).round() / 1000.0);
             }
         }
         Report {
@@ -143,13 +148,10 @@ impl Report {
                 peak_rps: trace.peak(),
             },
             params: params.clone(),
-            series: results
-                .iter()
-                .map(|r| (r.summary.setup.clone(), r.series.clone()))
-                .chain([(LIMIT.to_string(), limit.series)])
-                .collect(),
-            setups: results.into_iter().map(|r| r.summary).collect(),
+            setups,
+            series,
             limit: limit.summary,
+            limit_series: limit.series,
         }
     }
 

@@ -167,8 +167,7 @@ impl Trace {
 
     /// The value of signal `k` (an index into [`Trace::signals`]) during second `t`.
     pub fn signal_at(&self, k: usize, t: u64) -> f64 {
-        let values = &self.signals[k].values;
-        values[((t / self.step_s) as usize).min(values.len() - 1)]
+        self.at(&self.signals[k].values, t)
     }
 
     /// Length of the trace in seconds.
@@ -178,7 +177,12 @@ impl Trace {
 
     /// The request rate during second `t`.
     pub fn rps_at(&self, t: u64) -> f64 {
-        self.rps[((t / self.step_s) as usize).min(self.rps.len() - 1)]
+        self.at(&self.rps, t)
+    }
+
+    /// The value of a column (one per step) during second `t`; the last one past the end.
+    fn at(&self, values: &[f64], t: u64) -> f64 {
+        values[((t / self.step_s) as usize).min(values.len() - 1)]
     }
 
     /// The highest request rate in the trace.

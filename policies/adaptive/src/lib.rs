@@ -213,8 +213,8 @@ struct Guarded {
     /// The values a forecaster learns from: anomalies not sustained are
     /// replaced by the level they interrupted.
     values: Vec<f64>,
-    /// Samples at which a sustained run began: forecasters restart there.
-    jumps: Vec<usize>,
+    /// Whether a sustained run began at each sample: forecasters restart there.
+    jumps: Vec<bool>,
     /// Samples whose horizon-ahead errors are left out of the margin.
     ignored: Vec<bool>,
     /// Length of an anomalous run still open at the end (not yet sustained).
@@ -226,7 +226,7 @@ struct Guarded {
 fn guard(values: &[f64], z: f64, sustained: usize) -> Guarded {
     let mut out = Guarded {
         values: values.to_vec(),
-        jumps: Vec::new(),
+        jumps: vec![false; values.len()],
         ignored: vec![false; values.len()],
         pending: 0,
     };
@@ -258,7 +258,7 @@ fn guard(values: &[f64], z: f64, sustained: usize) -> Guarded {
             }
             let run = i - start;
             if run >= sustained {
-                out.jumps.push(start);
+                out.jumps[start] = true;
                 base = values[i - 1];
             } else {
                 for k in start..i {
@@ -293,7 +293,7 @@ impl Holt {
         let mut pending: std::collections::VecDeque<(usize, f64)> = Default::default();
         let mut errors = Vec::with_capacity(values.len());
         for (i, &x) in values.iter().enumerate() {
-            if history.jumps.contains(&i) {
+            if history.jumps[i] {
                 // A sustained change: start from it rather than chase it.
                 (level, trend) = (x, 0.0);
                 pending.clear();

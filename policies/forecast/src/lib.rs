@@ -112,10 +112,11 @@ impl Decider for ForecastSizing {
             _ => (now, format!("current {now:.1}")),
         };
         let per_pod = config.capacity_per_pod * config.target_utilization;
-        let mut sized = (demand * (1.0 + config.headroom) / per_pod).ceil();
+        let needed = demand * (1.0 + config.headroom);
+        let mut sized = (needed / per_pod).ceil();
         let current = f64::from(request.target.current_replicas);
         if let (true, Some(down)) = (sized < current, config.scale_down_utilization) {
-            sized = (demand * (1.0 + config.headroom) / (config.capacity_per_pod * down)).ceil();
+            sized = (needed / (config.capacity_per_pod * down)).ceil();
             if sized >= current {
                 return Ok(Decision {
                     desired_replicas: request.target.current_replicas,
