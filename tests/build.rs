@@ -12,7 +12,11 @@ use anyhow::{Context, Result};
 fn main() -> Result<()> {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?);
     let root = manifest.parent().context("tests/ has a parent")?;
-    let dir = guests::build(root, &["guest-misbehave"], &["tests/guests"])?;
+    let dir = guests::build(
+        root,
+        &["guest-misbehave", "guest-history-echo"],
+        &["tests/guests"],
+    )?;
     println!("cargo:rustc-env=TEST_GUEST_DIR={}", dir.display());
     Ok(())
 }

@@ -21,8 +21,8 @@ pub mod decider {
         world: "decider",
         path: "../wit",
         with: {
-            "wasm-autoscaler:policy/types@0.1.0": crate::__bindings::predictor::wasm_autoscaler::policy::types,
-            "wasm-autoscaler:policy/log@0.1.0": crate::__bindings::predictor::wasm_autoscaler::policy::log,
+            "wasm-autoscaler:policy/types@0.1.1": crate::__bindings::predictor::wasm_autoscaler::policy::types,
+            "wasm-autoscaler:policy/log@0.1.1": crate::__bindings::predictor::wasm_autoscaler::policy::log,
         },
         pub_export_macro: true,
         export_macro_name: "__export_decider_world",
@@ -38,11 +38,28 @@ pub mod model_predictor {
         world: "model-predictor",
         path: "../wit",
         with: {
-            "wasm-autoscaler:policy/types@0.1.0": crate::__bindings::predictor::wasm_autoscaler::policy::types,
-            "wasm-autoscaler:policy/log@0.1.0": crate::__bindings::predictor::wasm_autoscaler::policy::log,
+            "wasm-autoscaler:policy/types@0.1.1": crate::__bindings::predictor::wasm_autoscaler::policy::types,
+            "wasm-autoscaler:policy/log@0.1.1": crate::__bindings::predictor::wasm_autoscaler::policy::log,
         },
         pub_export_macro: true,
         export_macro_name: "__export_model_predictor_world",
         default_bindings_module: "wasm_autoscaler_guest::__bindings::model_predictor",
+    });
+}
+
+/// The `history-predictor` world: a predictor that also reads each metric's
+/// long history (`long-history`).
+#[allow(clippy::too_many_arguments)]
+pub mod history_predictor {
+    wit_bindgen::generate!({
+        world: "history-predictor",
+        path: "../wit",
+        with: {
+            "wasm-autoscaler:policy/types@0.1.1": crate::__bindings::predictor::wasm_autoscaler::policy::types,
+            "wasm-autoscaler:policy/log@0.1.1": crate::__bindings::predictor::wasm_autoscaler::policy::log,
+        },
+        pub_export_macro: true,
+        export_macro_name: "__export_history_predictor_world",
+        default_bindings_module: "wasm_autoscaler_guest::__bindings::history_predictor",
     });
 }

@@ -31,6 +31,7 @@ pub mod artifact;
 pub mod config;
 pub mod harness;
 pub mod log;
+pub mod long_history;
 pub mod math;
 
 pub use __bindings::predictor::wasm_autoscaler::policy::types::{
@@ -136,6 +137,20 @@ macro_rules! export_predictor {
 macro_rules! export_model_predictor {
     ($policy:ty) => {
         $crate::__export_predictor_as!($policy, model_predictor, __export_model_predictor_world);
+    };
+}
+
+/// Exports a [`Predictor`] implementation as the component's
+/// `history-predictor` world: a predictor that reads each metric's long
+/// history with [`long_history::get`]. Like [`export_predictor!`], only in Wasm builds.
+#[macro_export]
+macro_rules! export_history_predictor {
+    ($policy:ty) => {
+        $crate::__export_predictor_as!(
+            $policy,
+            history_predictor,
+            __export_history_predictor_world
+        );
     };
 }
 

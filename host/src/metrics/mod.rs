@@ -248,6 +248,48 @@ impl Fetcher {
             .collect())
     }
 
+    /// The long history of a `prometheus` metric: for each step end from
+    /// `from_ms` to `to_ms` (Unix ms, multiples of `step_ms`), the mean of the
+    /// query over that step, sampled every `resolution`; oldest first, as
+    /// (Unix ms, value), unusable values left out. Other sources: empty.
+    pub async fn long_history(
+        &self,
+        spec: &MetricSpec,
+        auth: &Auth,
+        from_ms: u64,
+        to_ms: u64,
+        step_ms: u64,
+        resolution: Duration,
+    ) -> Result<Vec<(u64, f64)>, MetricError> {
+        let Some(p) = &spec.prometheus else {
+            return Ok(Vec::new());
+        };
+        let step_s = (step_ms / 1000).max(1);
+        let averaged = PrometheusMetric {
+            // A subquery: the step's mean as the pipeline computes it from its own samples.
+            query: format!(
+                "avg_over_time(({})[{step_s}s:{}s])",
+                p.query,
+                resolution.as_secs().max(1)
+            ),
+            ..p.clone()
+        };
+        let http = self.client_for(auth)?;
+        let query = self.query(&http, &averaged, auth);
+        let points = query
+            .range(
+                from_ms as f64 / 1000.0,
+                to_ms as f64 / 1000.0,
+                step_s as f64,
+            )
+            .await?;
+        Ok(points
+            .into_iter()
+            .filter(|(_, v)| v.is_finite() && *v >= 0.0)
+            .map(|(t, v)| ((t * 1000.0).round() as u64, v))
+            .collect())
+    }
+
     fn query<'a>(
         &'a self,
         http: &'a reqwest::Client,

@@ -149,6 +149,9 @@ impl Context {
     }
 }
 
+/// Most long-history steps asked of Prometheus in one query.
+const LONG_HISTORY_STEPS_PER_QUERY: u64 = 1440;
+
 /// A loaded policy: role, source, config, digest.
 type LoadedEntry = (&'static str, String, String, Digest);
 
@@ -166,6 +169,9 @@ struct TargetState {
     seeded: bool,
     /// Whether histories were filled from Prometheus' past.
     backfilled: bool,
+    /// Per Prometheus metric, the end (Unix ms) of the newest long-history step asked for,
+    /// under the step it was asked at.
+    long_filled: HashMap<String, (u64, u64)>,
     /// The last load failure reported, so it is reported once.
     rejected: Option<String>,
     /// Per role, the stamp and digest of the source contents serving.
@@ -405,6 +411,8 @@ impl Tick<'_> {
         if !state.backfilled {
             self.backfill(state, &checked).await;
         }
+        self.fill_long_history(state, &checked, stamp.as_millisecond().max(0) as u64)
+            .await;
         let metrics = self.fetch_metrics(state, &pods, &mut conditions).await;
         let observation = Observation {
             now_ms: stamp.as_millisecond().max(0) as u64,
@@ -670,6 +678,7 @@ impl Tick<'_> {
                 interval_ms: checked.interval.as_millis() as u64,
                 warmup_ms: checked.warmup.as_millis() as u64,
                 history_len: spec.history as usize,
+                long_history: checked.long_history.clone(),
                 metrics: spec.metrics.iter().map(|m| m.name.clone()).collect(),
                 predictor: predictor.clone(),
                 schedule: schedule.clone(),
@@ -780,6 +789,66 @@ impl Tick<'_> {
             }
         }
         state.backfilled = true;
+    }
+
+    /// Brings the long history of each Prometheus metric up to the newest
+    /// step that has settled, from Prometheus: the whole window when the
+    /// target is first evaluated (a restart, a new leader), then each step as
+    /// it passes. Steps are aligned to the epoch, so the history is the same
+    /// whichever replica asked. A failure is retried at the next tick.
+    async fn fill_long_history(&self, state: &mut TargetState, checked: &Checked, now_ms: u64) {
+        let Some(long) = &checked.long_history else {
+            return;
+        };
+        let step = long.step_ms;
+        // Samples reach Prometheus a scrape interval late: a step is asked for
+        // once a minute (or a step, if shorter) has passed since its end.
+        let settle = step.min(60_000);
+        let newest = now_ms.saturating_sub(settle) / step * step;
+        let oldest_wanted = newest.saturating_sub((long.points() as u64 - 1) * step);
+        for spec in self
+            .obj
+            .spec
+            .metrics
+            .iter()
+            .filter(|m| long.filled.contains(&m.name))
+        {
+            let from = match state.long_filled.get(&spec.name) {
+                Some(&(s, last)) if s == step => (last + step).max(oldest_wanted),
+                _ => oldest_wanted,
+            };
+            if from > newest {
+                continue;
+            }
+            // A long window is filled over several ticks, so no answer nears the body limit
+            // and a restart of many targets does not ask Prometheus for weeks at once.
+            let to = newest.min(from + (LONG_HISTORY_STEPS_PER_QUERY - 1) * step);
+            let resolution = checked.interval.max(Duration::from_millis(step / 15));
+            let points = match self.auth(spec).await {
+                Ok(auth) => {
+                    self.ctx
+                        .fetcher
+                        .long_history(spec, &auth, from, to, step, resolution)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            match points {
+                Ok(points) => {
+                    tracing::debug!(metric = %spec.name, steps = points.len(), "long history filled");
+                    for p in [state.pipeline.as_mut(), state.shadow.as_mut()]
+                        .into_iter()
+                        .flatten()
+                    {
+                        p.fill_long_history(&spec.name, &points);
+                    }
+                    state.long_filled.insert(spec.name.clone(), (step, to));
+                }
+                Err(e) => {
+                    tracing::warn!(metric = %spec.name, error = %e, "long history fill failed")
+                }
+            }
+        }
     }
 
     async fn fetch_metrics(

@@ -12,6 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::boundary::names::{self, DATA_KEY_PATTERN, OBJECT_NAME_PATTERN};
+use crate::pipeline::{LongHistorySpec, MAX_LONG_HISTORY_POINTS};
 use crate::safety::{Behavior, ZeroRules};
 
 /// API group of the resource.
@@ -96,6 +97,23 @@ pub struct WasmAutoscalerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(DURATION_PATTERN))]
     pub idle_after: Option<String>,
+    /// Each metric's long history for seasonal predictors: its mean every `step` over the last
+    /// `window` (at most 10,080 steps). Prometheus metrics are filled from Prometheus' past
+    /// when the autoscaler is first evaluated, so an operator restart does not forget it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub long_history: Option<LongHistory>,
+}
+
+/// The step and window of a long history.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LongHistory {
+    /// Spacing of the samples, e.g. `5m`: at least the interval, at most `24h`.
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub step: String,
+    /// How far back, e.g. `168h` for a week: at most `840h` (35 days).
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub window: String,
 }
 
 fn default_min() -> u32 {
@@ -469,7 +487,14 @@ pub struct Checked {
     pub warmup: Duration,
     /// When the target may run no pods (empty unless `minReplicas` is 0).
     pub zero: ZeroRules,
+    /// The long history kept, if any; its Prometheus metrics are filled from Prometheus.
+    pub long_history: Option<LongHistorySpec>,
 }
+
+/// Longest `longHistory.step`.
+const MAX_LONG_STEP: Duration = Duration::from_secs(24 * 3600);
+/// Longest `longHistory.window`.
+const MAX_LONG_WINDOW: Duration = Duration::from_secs(35 * 24 * 3600);
 
 /// How long activation metrics must be idle before zero, unless `idleAfter` says.
 pub const DEFAULT_IDLE_AFTER: Duration = Duration::from_secs(300);
@@ -551,11 +576,58 @@ impl WasmAutoscalerSpec {
             s.validate("shadow")?;
         }
         self.behavior.validate()?;
+        let long_history = self.long_history_spec(interval)?;
         Ok(Checked {
             interval,
             warmup,
             zero,
+            long_history,
         })
+    }
+
+    /// The long history's step and window, bounded: a tenant sets them, and
+    /// every step kept costs memory and every step backfilled a query.
+    fn long_history_spec(&self, interval: Duration) -> Result<Option<LongHistorySpec>, String> {
+        let Some(l) = &self.long_history else {
+            return Ok(None);
+        };
+        let step = parse_duration("longHistory.step", &l.step)?;
+        let window = parse_duration("longHistory.window", &l.window)?;
+        if step < interval.max(Duration::from_secs(1)) || step > MAX_LONG_STEP {
+            return Err(format!(
+                "longHistory.step must be at least the interval ({}) and at most 24h, got {}",
+                self.interval, l.step
+            ));
+        }
+        if step.as_millis() % 1000 != 0 {
+            return Err(format!(
+                "longHistory.step must be whole seconds, got {}",
+                l.step
+            ));
+        }
+        if window < step || window > MAX_LONG_WINDOW {
+            return Err(format!(
+                "longHistory.window must be at least the step and at most 840h, got {}",
+                l.window
+            ));
+        }
+        let points = window.as_millis() / step.as_millis();
+        if points > MAX_LONG_HISTORY_POINTS as u128 {
+            return Err(format!(
+                "longHistory: {} / {} is {points} steps, more than {MAX_LONG_HISTORY_POINTS}; use a longer step or a shorter window",
+                l.window, l.step
+            ));
+        }
+        Ok(Some(LongHistorySpec {
+            step_ms: step.as_millis() as u64,
+            window_ms: window.as_millis() as u64,
+            filled: self
+                .metrics
+                .iter()
+                .filter(|m| m.prometheus.is_some())
+                .map(|m| m.name.clone())
+                .collect(),
+        }))
     }
 
     /// The scale-to-zero rules: empty with `minReplicas` above 0; with 0, at
@@ -884,6 +956,27 @@ decider: {bundled: forecast, config: {metric: rps, capacityPerPod: 10}}
                 "0.05 ≤ initialSeconds",
             ),
             ("behavior: {backoff: {attempts: 1000000}}".into(), "1..=10"),
+            // Every step kept is memory, every step backfilled a query.
+            (
+                "longHistory: {step: 1m, window: 840h}".into(),
+                "50400 steps, more than 10080",
+            ),
+            (
+                "longHistory: {step: 5s, window: 1h}".into(),
+                "at least the interval (15s)",
+            ),
+            (
+                "longHistory: {step: 48h, window: 840h}".into(),
+                "at most 24h",
+            ),
+            (
+                "longHistory: {step: 1h, window: 8760h}".into(),
+                "at most 840h",
+            ),
+            (
+                "longHistory: {step: 15500ms, window: 1h}".into(),
+                "whole seconds",
+            ),
         ];
         for (extra, want) in cases {
             let text = if extra.starts_with("metrics:")
@@ -911,6 +1004,24 @@ decider: {bundled: forecast, config: {metric: rps, capacityPerPod: 10}}
             })
             .collect();
         assert!(many.validate().unwrap_err().contains("at most 16 metrics"));
+    }
+
+    #[test]
+    fn a_long_history_is_filled_from_prometheus_metrics_only() {
+        let text = format!(
+            "{}metrics: [{{name: rps, prometheus: {{address: \"http://p\", query: up}}}}, {{name: q, scrape: {{port: 80, metric: q}}}}]\nlongHistory: {{step: 5m, window: 168h}}\n",
+            BASE.lines()
+                .filter(|l| !l.starts_with("metrics:"))
+                .map(|l| format!("{l}\n"))
+                .collect::<String>()
+        );
+        let long = spec(&text).validate().unwrap().long_history.unwrap();
+        assert_eq!(
+            (long.step_ms, long.window_ms, long.points()),
+            (300_000, 604_800_000, 2016)
+        );
+        assert_eq!(long.filled, ["rps"]);
+        assert_eq!(spec(BASE).validate().unwrap().long_history, None);
     }
 
     #[test]

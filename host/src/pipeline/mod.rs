@@ -4,9 +4,13 @@
 
 mod forecasts;
 mod history;
+mod long_history;
 
 pub use forecasts::REPLICAS;
 pub use history::Histories;
+pub use long_history::{LongHistories, LongHistorySpec, MAX_LONG_HISTORY_POINTS};
+
+use std::sync::Arc;
 
 use crate::runtime::bindings::{
     DecideRequest, ForecastRequest, MetricForecast, MetricValue, TargetState,
@@ -40,6 +44,8 @@ pub struct TargetSpec {
     pub warmup_ms: u64,
     /// Samples kept per metric for predictors.
     pub history_len: usize,
+    /// Each metric's long history at a coarse step, if the target keeps one.
+    pub long_history: Option<LongHistorySpec>,
     /// The metrics the target is evaluated on.
     pub metrics: Vec<String>,
     pub predictor: Option<PolicySpec>,
@@ -108,6 +114,7 @@ pub struct Pipeline {
     schedule: Option<Forecaster>,
     decider: Session,
     histories: Histories,
+    long_history: Option<LongHistories>,
     safety: SafetyLayer,
     decider_state: Option<Vec<u8>>,
 }
@@ -135,6 +142,10 @@ impl Pipeline {
             schedule: Forecaster::new(spec.schedule.as_ref()),
             decider: Session::new(spec.decider.policy.clone()),
             histories: Histories::new(spec.history_len, spec.metrics.iter().cloned()),
+            long_history: spec
+                .long_history
+                .clone()
+                .map(|l| LongHistories::new(l, &spec.metrics)),
             safety: SafetyLayer::new(spec.behavior.clone(), spec.min_replicas, spec.max_replicas)
                 .with_zero(spec.zero.clone()),
             decider_state: None,
@@ -163,6 +174,11 @@ impl Pipeline {
         }
         self.histories
             .resize(spec.history_len, spec.metrics.iter().cloned());
+        self.long_history = match (self.long_history.take(), spec.long_history.clone()) {
+            (Some(kept), Some(l)) => Some(kept.reconfigure(l, &spec.metrics)),
+            (None, Some(l)) => Some(LongHistories::new(l, &spec.metrics)),
+            (_, None) => None,
+        };
         self.safety.reconfigure(
             spec.behavior.clone(),
             spec.min_replicas,
@@ -178,6 +194,18 @@ impl Pipeline {
         for (t, v) in samples {
             self.histories.push(metric, *t, Some(*v));
         }
+    }
+
+    /// Appends past steps of `metric`'s long history (see [`LongHistories::fill`]).
+    pub fn fill_long_history(&mut self, metric: &str, points: &[(u64, f64)]) {
+        if let Some(l) = self.long_history.as_mut() {
+            l.fill(metric, points);
+        }
+    }
+
+    /// The long histories, if the target keeps them.
+    pub fn long_history(&self) -> Option<&LongHistories> {
+        self.long_history.as_ref()
     }
 
     /// Tells the safety layer about a target taken over mid-flight; see [`SafetyLayer::seed`].
@@ -201,6 +229,9 @@ impl Pipeline {
         let metrics = sanitize(&obs.metrics);
         for (name, value) in &metrics {
             self.histories.push(name, obs.now_ms, *value);
+            if let Some(l) = self.long_history.as_mut() {
+                l.record(name, obs.now_ms, *value);
+            }
         }
         let mut failures = Vec::new();
         let mut predictor_error = None;
@@ -288,9 +319,14 @@ impl Pipeline {
             config: spec.config.clone(),
             state: forecaster.state.clone(),
         };
+        let long_history = self
+            .long_history
+            .as_ref()
+            .map(|l| Arc::clone(l.view()))
+            .unwrap_or_default();
         let response = forecaster
             .session
-            .with(|i| i.forecast(&request))
+            .with(|i| i.forecast_with(&request, &long_history))
             .map_err(|e| (e.to_string(), e.kind()))?;
         forecasts::check(&response.forecasts).map_err(|e| (e, "bad_output"))?;
         forecaster.state = keep_state(response.state, role);

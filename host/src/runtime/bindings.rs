@@ -34,6 +34,19 @@ pub mod model_predictor {
     });
 }
 
+/// The `history-predictor` world: a predictor that also imports `long-history`.
+pub mod history_predictor {
+    wasmtime::component::bindgen!({
+        world: "history-predictor",
+        path: "../wit",
+        with: {
+            "wasm-autoscaler:policy/types": crate::runtime::bindings::predictor::wasm_autoscaler::policy::types,
+            "wasm-autoscaler:policy/log": crate::runtime::bindings::predictor::wasm_autoscaler::policy::log,
+        },
+    });
+}
+
+pub use history_predictor::wasm_autoscaler::policy::long_history::CoarseHistory;
 pub use predictor::wasm_autoscaler::policy::log::Level as LogLevel;
 pub use predictor::wasm_autoscaler::policy::types::{
     DecideRequest, Decision, ForecastPoint, ForecastRequest, ForecastResponse, MetricForecast,

@@ -36,7 +36,7 @@ pub use budget::{CompileBudget, Shape};
 pub use error::RuntimeError;
 pub use isolate::{worker_main, WorkerCommand};
 pub use policy::{Instance, InstanceMode, Policy, PolicyInfo, Session, World};
-pub use sandbox::{GuestLine, Limits};
+pub use sandbox::{GuestLine, Limits, LongHistory};
 
 use disk_cache::DiskCache;
 use queue::CompileQueue;
@@ -165,6 +165,11 @@ impl Runtime {
             HasSelf<Sandbox>,
         >(&mut linker, |s| s)
         .map_err(|e| RuntimeError::Compile(format!("linking artifact: {e}")))?;
+        bindings::history_predictor::wasm_autoscaler::policy::long_history::add_to_linker::<
+            _,
+            HasSelf<Sandbox>,
+        >(&mut linker, |s| s)
+        .map_err(|e| RuntimeError::Compile(format!("linking long-history: {e}")))?;
 
         let disk = match &config.cache_dir {
             Some(dir) => Some(DiskCache::open(dir, &engine)?),

@@ -8,7 +8,7 @@ use wasmtime::{Store, Trap};
 use super::bindings::decider::{Decider, DeciderPre};
 use super::bindings::predictor::{Predictor, PredictorPre};
 use super::bindings::{DecideRequest, Decision, ForecastRequest, ForecastResponse, LogLevel};
-use super::sandbox::Sandbox;
+use super::sandbox::{LongHistory, Sandbox};
 use super::{Artifacts, Digest, Runtime, RuntimeError};
 
 /// Which policy world a component implements.
@@ -199,16 +199,29 @@ impl Instance {
         self.store.data().memory_bytes
     }
 
-    /// Calls the predictor's `forecast`.
+    /// Calls the predictor's `forecast`, with no long history.
     pub fn forecast(
         &mut self,
         request: &ForecastRequest,
+    ) -> Result<ForecastResponse, RuntimeError> {
+        self.forecast_with(request, &LongHistory::default())
+    }
+
+    /// Calls the predictor's `forecast`; `long-history.get` answers from `long_history`.
+    pub fn forecast_with(
+        &mut self,
+        request: &ForecastRequest,
+        long_history: &LongHistory,
     ) -> Result<ForecastResponse, RuntimeError> {
         let out = match &self.bound {
             Some(Bound::Predictor(p)) => {
                 self.store
                     .set_epoch_deadline(self.policy.inner.runtime.deadline_ticks());
-                p.call_forecast(&mut self.store, request)
+                self.store.data_mut().long_history = Arc::clone(long_history);
+                let out = p.call_forecast(&mut self.store, request);
+                // Dropped at once, so the pipeline appends without copying.
+                self.store.data_mut().long_history = LongHistory::default();
+                out
             }
             _ => return Err(self.not_a(World::Predictor)),
         };

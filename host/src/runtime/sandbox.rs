@@ -16,8 +16,10 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::artifacts::Artifacts;
+use super::bindings::history_predictor::wasm_autoscaler::policy::long_history;
 use super::bindings::model_predictor::wasm_autoscaler::policy::artifact;
 use super::bindings::predictor::wasm_autoscaler::policy::log;
+use super::bindings::CoarseHistory;
 use super::bindings::LogLevel;
 
 /// Limits applied to every policy instance.
@@ -140,7 +142,12 @@ pub struct Sandbox {
     pub captured: Arc<Mutex<Captured>>,
     /// Data packed into the component, served through `artifact.get`.
     pub artifacts: Artifacts,
+    /// The target's long histories during a `forecast` call, served through `long-history.get`.
+    pub long_history: LongHistory,
 }
+
+/// Each metric's long history, shared with the pipeline that keeps it (no copy per call).
+pub type LongHistory = Arc<Vec<CoarseHistory>>;
 
 impl Sandbox {
     /// A sandbox granting nothing: no files, env, args or network, clocks
@@ -171,6 +178,7 @@ impl Sandbox {
             memory_bytes: 0,
             captured,
             artifacts: Artifacts::default(),
+            long_history: LongHistory::default(),
         }
     }
 }
@@ -201,6 +209,14 @@ impl artifact::Host for Sandbox {
             .iter()
             .find(|(n, _)| *n == name)
             .map(|(_, data)| data.clone())
+    }
+}
+
+impl long_history::Host for Sandbox {
+    fn get(&mut self, name: String) -> Option<CoarseHistory> {
+        // Copied into the guest's memory, which the memory cap bounds; the
+        // pipeline bounds the points per metric.
+        self.long_history.iter().find(|h| h.name == name).cloned()
     }
 }
 

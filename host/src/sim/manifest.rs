@@ -12,6 +12,7 @@ use super::METRICS;
 use crate::boundary::files::FileRoots;
 use crate::operator::crd::{read_manifests, PolicySource};
 use crate::operator::policies;
+use crate::pipeline::LongHistorySpec;
 use crate::runtime::{Runtime, World, MAX_COMPONENT_BYTES};
 
 /// A manifest's set-up and the target bounds it sets for the replay.
@@ -126,6 +127,11 @@ pub fn from_manifest(
             metric_names,
             warmup_seconds: Some(checked.warmup.as_secs()),
             zero: checked.zero.clone(),
+            // The replay has no Prometheus: every metric's long history comes from its samples.
+            long_history: checked.long_history.clone().map(|l| LongHistorySpec {
+                filled: Vec::new(),
+                ..l
+            }),
         },
         min_replicas: spec.min_replicas,
         max_replicas: spec.max_replicas,

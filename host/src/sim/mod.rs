@@ -92,6 +92,7 @@ pub fn run_with_progress(
         interval_ms: interval * 1000,
         warmup_ms: setup.warmup_seconds.unwrap_or(params.startup_seconds) * 1000,
         history_len: params.history_len,
+        long_history: setup.long_history.clone(),
         metrics: setup
             .metric_names
             .iter()

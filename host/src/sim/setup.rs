@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::bundled;
-use crate::pipeline::PolicySpec;
+use crate::pipeline::{LongHistorySpec, PolicySpec, MAX_LONG_HISTORY_POINTS};
 use crate::runtime::{Runtime, RuntimeError, World};
 use crate::safety::{ActionWindow, Behavior, ZeroRules};
 
@@ -29,6 +29,8 @@ pub struct Setup {
     pub warmup_seconds: Option<u64>,
     /// Scale to zero, when the replay's `minReplicas` is 0 (without it the set-up keeps one pod).
     pub zero: ZeroRules,
+    /// Each metric's long history, kept from the replayed samples.
+    pub long_history: Option<LongHistorySpec>,
 }
 
 /// The simulated metrics under their own names.
@@ -102,6 +104,7 @@ pub fn bundled(runtime: &Runtime, params: &SimParams) -> Result<Vec<Setup>, Setu
             warmup_seconds: None,
             zero: ZeroRules::default(),
             schedule: None,
+            long_history: None,
         },
         Setup {
             name: "reactive".into(),
@@ -112,6 +115,7 @@ pub fn bundled(runtime: &Runtime, params: &SimParams) -> Result<Vec<Setup>, Setu
             warmup_seconds: None,
             zero: ZeroRules::default(),
             schedule: None,
+            long_history: None,
         },
         Setup {
             name: "predictive".into(),
@@ -126,6 +130,7 @@ pub fn bundled(runtime: &Runtime, params: &SimParams) -> Result<Vec<Setup>, Setu
             warmup_seconds: None,
             zero: ZeroRules::default(),
             schedule: None,
+            long_history: None,
         },
         Setup {
             name: "adaptive".into(),
@@ -143,6 +148,7 @@ pub fn bundled(runtime: &Runtime, params: &SimParams) -> Result<Vec<Setup>, Setu
             warmup_seconds: None,
             zero: ZeroRules::default(),
             schedule: None,
+            long_history: None,
         },
     ])
 }
@@ -171,7 +177,8 @@ pub type PullFn<'a> = &'a dyn Fn(&str) -> Result<Vec<u8>, String>;
 
 /// The set-ups of a JSON file: a list of `{"name", "predictor"?: {"policy",
 /// "config"?}, "schedule"?: {…}, "decider": {"policy", "config"?}, "behavior"?,
-/// "scaleToZero"?: {"activation": {"rps": N}, "idleAfterSeconds"?}}` where
+/// "scaleToZero"?: {"activation": {"rps": N}, "idleAfterSeconds"?},
+/// "longHistory"?: {"stepSeconds", "windowSeconds"}}` where
 /// `policy` is a `.wasm` path (relative to the file), `bundled:NAME` or
 /// `oci:REFERENCE` (given to `pull`). The HPA baseline is put first unless
 /// the file has a set-up named `hpa`.
@@ -215,6 +222,13 @@ pub fn from_file(
             })?,
             None => ZeroRules::default(),
         };
+        let long_history = match &f.long_history {
+            Some(l) => Some(l.spec().map_err(|message| SetupError::Setup {
+                setup: f.name.clone(),
+                message,
+            })?),
+            None => None,
+        };
         setups.push(Setup {
             name: f.name,
             predictor,
@@ -224,6 +238,7 @@ pub fn from_file(
             metric_names: plain_metric_names(),
             warmup_seconds: None,
             zero,
+            long_history,
         });
     }
     if !setups.iter().any(|s| s.name == BASELINE) {
@@ -249,6 +264,33 @@ struct SetupFile {
     behavior: Behavior,
     #[serde(default)]
     scale_to_zero: Option<ScaleToZero>,
+    #[serde(default)]
+    long_history: Option<LongHistoryFile>,
+}
+
+/// `"longHistory": {"stepSeconds": 300, "windowSeconds": 604800}` in a set-ups file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct LongHistoryFile {
+    step_seconds: u64,
+    window_seconds: u64,
+}
+
+impl LongHistoryFile {
+    fn spec(&self) -> Result<LongHistorySpec, String> {
+        let points = self.window_seconds / self.step_seconds.max(1);
+        if self.step_seconds == 0 || points == 0 || points > MAX_LONG_HISTORY_POINTS as u64 {
+            return Err(format!(
+                "longHistory: stepSeconds must be at least 1 and windowSeconds / stepSeconds 1 to {MAX_LONG_HISTORY_POINTS}, got {} / {}",
+                self.window_seconds, self.step_seconds
+            ));
+        }
+        Ok(LongHistorySpec {
+            step_ms: self.step_seconds * 1000,
+            window_ms: self.window_seconds * 1000,
+            filled: Vec::new(),
+        })
+    }
 }
 
 /// `"scaleToZero": {"activation": {"rps": 0.5}, "idleAfterSeconds": 300}` in a set-ups file.

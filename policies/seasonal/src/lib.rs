@@ -11,15 +11,19 @@
 //! Until a slot has been seen, its change counts as zero and the forecast
 //! is the EWMA.
 //!
-//! The profile lives in the policy's `state` (≈1.2 KB for a day, 8 KB for a
-//! week, at five-minute slots), so it is learned while the policy runs and
-//! is lost when the operator restarts.
+//! Where the autoscaler keeps a long history (`longHistory` in its spec), the
+//! profile is rebuilt from it at every call, so it is there from the first
+//! call after an operator restart (the operator refills the long history from
+//! Prometheus) and the policy keeps no state. Without one, the profile lives in
+//! the policy's `state` (≈1.2 KB for a day, 8 KB for a week, at five-minute
+//! slots): learned while the policy runs and lost when the operator restarts.
 
 use serde::Deserialize;
+use wasm_autoscaler_guest::long_history::{self, CoarseHistory};
 use wasm_autoscaler_guest::math::ewma;
 use wasm_autoscaler_guest::{
-    export_predictor, forecast_times, history, ForecastPoint, ForecastRequest, ForecastResponse,
-    MetricForecast, Predictor,
+    export_history_predictor, forecast_times, history, ForecastPoint, ForecastRequest,
+    ForecastResponse, MetricForecast, Predictor, Sample,
 };
 
 mod profile;
@@ -111,14 +115,33 @@ impl Predictor for Seasonal {
     fn forecast(config: &Config, request: &ForecastRequest) -> Result<ForecastResponse, String> {
         let history = history(request, &config.metric)?;
         let slots = (config.period.seconds() / config.slot_seconds) as usize;
-        // A state from another configuration (or none, or damaged) starts a new profile.
-        let mut profile = request
-            .state
-            .as_deref()
-            .and_then(|bytes| Profile::decode(bytes, slots, config.slot_seconds))
-            .unwrap_or_else(|| Profile::new(slots, config.slot_seconds));
-        profile.learn(&history.samples, config.blend);
+        let long = long_history::get(&config.metric).filter(|h| !h.samples.is_empty());
         let samples = &history.samples;
+        let profile = match &long {
+            Some(long) => {
+                let mut profile = Profile::new(slots, config.slot_seconds);
+                profile.learn(&spread(long, config.slot_seconds), config.blend);
+                // The recent samples after the long history's last step complete it.
+                let end = long.samples.last().map_or(f64::NEG_INFINITY, |s| s.time_ms);
+                let newer: Vec<Sample> = samples
+                    .iter()
+                    .filter(|s| s.time_ms > end)
+                    .copied()
+                    .collect();
+                profile.learn(&newer, config.blend);
+                profile
+            }
+            None => {
+                // A state from another configuration (or none, or damaged) starts a new profile.
+                let mut profile = request
+                    .state
+                    .as_deref()
+                    .and_then(|bytes| Profile::decode(bytes, slots, config.slot_seconds))
+                    .unwrap_or_else(|| Profile::new(slots, config.slot_seconds));
+                profile.learn(samples, config.blend);
+                profile
+            }
+        };
         let points = match ewma(samples.iter().map(|s| s.value), config.alpha) {
             Some(level) => {
                 // An EWMA trails the samples by about spacing × (1 − α) / α:
@@ -145,12 +168,31 @@ impl Predictor for Seasonal {
                 name: config.metric.clone(),
                 points,
             }],
-            state: Some(profile.encode()),
+            // Rebuilt from the long history at every call, the profile needs no state.
+            state: long.is_none().then(|| profile.encode()),
         })
     }
 }
 
-export_predictor!(Seasonal);
+/// The long history's steps as samples where the profile's slots are: a
+/// step's mean (stamped with the step's end) at the middle of each slot-long
+/// part of the step, so a step longer than a slot fills every slot it spans.
+fn spread(long: &CoarseHistory, slot_seconds: u64) -> Vec<Sample> {
+    let step = long.step_ms.max(1.0);
+    let parts = (step / (slot_seconds as f64 * 1000.0)).round().max(1.0);
+    let part = step / parts;
+    long.samples
+        .iter()
+        .flat_map(|s| {
+            (0..parts as usize).map(move |k| Sample {
+                time_ms: s.time_ms - step + (k as f64 + 0.5) * part,
+                value: s.value,
+            })
+        })
+        .collect()
+}
+
+export_history_predictor!(Seasonal);
 
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,6 @@
 use super::*;
 use policy_ewma_trend::EwmaTrend;
+use wasm_autoscaler_guest::long_history::{self, CoarseHistory};
 use wasm_autoscaler_guest::{harness, MetricHistory, Sample};
 
 const STEP_MS: f64 = 15_000.0;
@@ -126,4 +127,83 @@ fn rejects_bad_configs() {
         let e = harness::validate_predictor_config::<Seasonal>(config).unwrap_err();
         assert!(e.contains(needle), "{config}: {e}");
     }
+}
+
+/// 5-minute means of `samples`, stamped with each step's end, as the host's long history holds them.
+fn five_minute_means(samples: &[Sample]) -> CoarseHistory {
+    let step_ms = 300_000.0;
+    let mut out: Vec<Sample> = Vec::new();
+    for chunk in
+        samples.chunk_by(|a, b| ((a.time_ms / step_ms) as u64) == ((b.time_ms / step_ms) as u64))
+    {
+        let mean = chunk.iter().map(|s| s.value).sum::<f64>() / chunk.len() as f64;
+        let end = ((chunk[0].time_ms / step_ms) as u64 + 1) as f64 * step_ms;
+        out.push(Sample {
+            time_ms: end,
+            value: mean,
+        });
+    }
+    CoarseHistory {
+        name: "rps".into(),
+        step_ms,
+        samples: out,
+    }
+}
+
+#[test]
+fn a_long_history_gives_a_fresh_instance_the_profile_it_would_have_learned() {
+    // Two days and an hour of a daily sine; now is an hour into the third
+    // day, while the traffic climbs, so the profile matters.
+    let samples = daily_sine(3);
+    let now = (2 * DAY_S * 1000) as usize / STEP_MS as usize + 240;
+    let recent = &samples[now - 240..now];
+    // The policy that ran all along: its profile learned through `state`.
+    let mut state = None;
+    for end in (240..now).step_by(40) {
+        let r = harness::forecast::<Seasonal>(&request(&samples[end - 240..end], "", state.take()))
+            .unwrap();
+        state = r.state;
+    }
+    let ran_along = harness::forecast::<Seasonal>(&request(recent, "", state)).unwrap();
+    // A fresh instance (an operator restart): no state, no long history.
+    long_history::set_for_tests("rps", None);
+    let forgot = harness::forecast::<Seasonal>(&request(recent, "", None)).unwrap();
+    // A fresh instance with the long history of everything before the recent samples.
+    let before = &samples[..now - 240];
+    long_history::set_for_tests("rps", Some(five_minute_means(before)));
+    let restored = harness::forecast::<Seasonal>(&request(recent, "", None)).unwrap();
+    long_history::set_for_tests("rps", None);
+    assert_eq!(
+        restored.state, None,
+        "with a long history it keeps no state"
+    );
+
+    let at_horizon = |r: &ForecastResponse| r.forecasts[0].points.last().unwrap().value;
+    let (a, f, r) = (
+        at_horizon(&ran_along),
+        at_horizon(&forgot),
+        at_horizon(&restored),
+    );
+    let truth = samples[now - 1 + (HORIZON_MS / STEP_MS) as usize].value;
+    eprintln!("75 s ahead: ran along {a:.3}, forgot {f:.3}, restored {r:.3}, actual {truth:.3}");
+    assert!(
+        (r - a).abs() < 0.1 * (f - a).abs(),
+        "restored {r:.3} should be near ran-along {a:.3}, unlike forgot {f:.3}"
+    );
+}
+
+#[test]
+fn a_step_longer_than_a_slot_fills_every_slot_it_spans() {
+    let long = CoarseHistory {
+        name: "rps".into(),
+        step_ms: 3_600_000.0,
+        samples: vec![Sample {
+            time_ms: 7_200_000.0,
+            value: 5.0,
+        }],
+    };
+    let spread = spread(&long, 300);
+    assert_eq!(spread.len(), 12);
+    assert_eq!(spread[0].time_ms, 3_600_000.0 + 150_000.0);
+    assert_eq!(spread[11].time_ms, 7_200_000.0 - 150_000.0);
 }

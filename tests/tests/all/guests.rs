@@ -7,8 +7,17 @@ use wasm_autoscaler::runtime::{InstanceMode, Limits, Policy, Runtime, RuntimeCon
 
 /// The bytes of the `guest-misbehave` test decider.
 pub fn misbehave() -> Vec<u8> {
-    let path = concat!(env!("TEST_GUEST_DIR"), "/guest_misbehave.wasm");
-    std::fs::read(path)
+    guest("guest_misbehave")
+}
+
+/// The bytes of the `guest-history-echo` test predictor.
+pub fn history_echo() -> Vec<u8> {
+    guest("guest_history_echo")
+}
+
+fn guest(name: &str) -> Vec<u8> {
+    let path = format!("{}/{name}.wasm", env!("TEST_GUEST_DIR"));
+    std::fs::read(&path)
         .unwrap_or_else(|e| panic!("test guest {path} missing ({e}); tests/build.rs builds it"))
 }
 

@@ -129,3 +129,58 @@ fn concurrent_loads_of_one_digest_compile_it_once() {
     });
     assert_eq!(rt.compilations(), 1);
 }
+
+/// `bytes` with every `@0.1.1` in it (the contract's version in import
+/// names) changed to `@0.1.0`: a component as a 0.1.0 toolchain built it.
+fn as_built_against_0_1_0(bytes: &[u8]) -> Vec<u8> {
+    let (new, old) = (b"@0.1.1", b"@0.1.0");
+    let mut out = bytes.to_vec();
+    let mut found = 0;
+    let mut i = 0;
+    while i + new.len() <= out.len() {
+        if &out[i..i + new.len()] == new {
+            out[i..i + new.len()].copy_from_slice(old);
+            found += 1;
+        }
+        i += 1;
+    }
+    assert!(found > 0, "the component names no @0.1.1 import");
+    out
+}
+
+#[test]
+fn a_component_built_against_contract_0_1_0_still_runs() {
+    use wasm_autoscaler::runtime::synthetic;
+    let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+    let old = as_built_against_0_1_0(wasm_autoscaler::bundled::ADAPTIVE);
+    let policy = rt
+        .load(&old)
+        .expect("a 0.1.0 component links with the 0.1.1 host");
+    assert!(
+        policy
+            .info()
+            .imports
+            .iter()
+            .any(|i| i == "wasm-autoscaler:policy/log@0.1.0"),
+        "{:?}",
+        policy.info().imports
+    );
+    let request = synthetic::forecast_request(240, r#"{"metric": "rps"}"#);
+    let ours = rt
+        .load(wasm_autoscaler::bundled::ADAPTIVE)
+        .unwrap()
+        .instantiate()
+        .unwrap()
+        .forecast(&request)
+        .unwrap();
+    let theirs = policy.instantiate().unwrap().forecast(&request).unwrap();
+    let values = |r: &wasm_autoscaler::runtime::bindings::ForecastResponse| {
+        r.forecasts[0]
+            .points
+            .iter()
+            .map(|p| (p.time_ms, p.value))
+            .collect::<Vec<_>>()
+    };
+    assert!(!values(&ours).is_empty());
+    assert_eq!(values(&theirs), values(&ours));
+}

@@ -8,6 +8,7 @@ mod guests;
 mod hpa_agreement;
 mod languages;
 mod loading;
+mod long_history;
 mod onnx;
 mod operator;
 mod prometheus;

@@ -101,6 +101,7 @@ fn target(mode_name: &str, behavior: Behavior) -> Pipeline {
         interval_ms: 15_000,
         warmup_ms: 60_000,
         history_len: 16,
+        long_history: None,
         metrics: vec!["rps".into()],
         predictor: None,
         schedule: None,

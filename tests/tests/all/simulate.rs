@@ -91,6 +91,7 @@ fn a_policy_that_always_fails_holds_the_target() {
             warmup_seconds: None,
             schedule: None,
             zero: Default::default(),
+            long_history: None,
         };
         let result = sim::run(&trace, &params(), &broken);
         let ticks = 86_400 / 15;
@@ -136,6 +137,7 @@ fn sizing_setup(rt: &Runtime, name: &str, behavior: Behavior) -> Setup {
         metric_names: sim::setup::plain_metric_names(),
         warmup_seconds: None,
         zero: Default::default(),
+        long_history: None,
     }
 }
 
