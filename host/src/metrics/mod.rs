@@ -241,11 +241,7 @@ impl Fetcher {
         let step = step.as_secs_f64().max(1.0);
         let start = end - step * samples.saturating_sub(1) as f64;
         let points = query.range(start, end, step).await?;
-        Ok(points
-            .into_iter()
-            .filter(|(_, v)| v.is_finite() && *v >= 0.0)
-            .map(|(t, v)| ((t * 1000.0).round() as u64, v))
-            .collect())
+        Ok(usable_past(points))
     }
 
     /// The long history of a `prometheus` metric: for each step end from
@@ -283,11 +279,7 @@ impl Fetcher {
                 step_s as f64,
             )
             .await?;
-        Ok(points
-            .into_iter()
-            .filter(|(_, v)| v.is_finite() && *v >= 0.0)
-            .map(|(t, v)| ((t * 1000.0).round() as u64, v))
-            .collect())
+        Ok(usable_past(points))
     }
 
     fn query<'a>(
@@ -417,6 +409,15 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// Past (Unix seconds, value) points as (Unix ms, value), unusable values left out.
+fn usable_past(points: Vec<(f64, f64)>) -> Vec<(u64, f64)> {
+    points
+        .into_iter()
+        .filter(|(_, v)| v.is_finite() && *v >= 0.0)
+        .map(|(t, v)| ((t * 1000.0).round() as u64, v))
+        .collect()
 }
 
 fn stale_after(spec: &MetricSpec) -> Option<Duration> {
