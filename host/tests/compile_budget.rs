@@ -257,18 +257,34 @@ async fn a_compile_bomb_is_refused_within_the_budget_while_others_keep_deciding(
     );
     assert_eq!(replicas("team-a", "victim"), Some(4));
 
-    // team-b's ticks through the bombing: the gaps between its status writes.
-    let writes: Vec<Instant> = server
-        .seen()
+    // The status writes of an autoscaler since the bombing (one per tick).
+    let writes_of = |ns: &str, name: &str| -> Vec<Instant> {
+        let path = format!("/namespaces/{ns}/wasmautoscalers/{name}/status");
+        server
+            .seen()
+            .into_iter()
+            .filter(|s| s.method == "PATCH" && s.path.ends_with(&path))
+            .map(|s| s.at)
+            .filter(|at| *at >= bombed)
+            .collect()
+    };
+    // The victim's own ticks did not wait for the bomb's compile either: the
+    // last good version went on deciding while it compiled in the background.
+    let victim: Vec<Instant> = writes_of("team-a", "victim")
         .into_iter()
-        .filter(|s| {
-            s.method == "PATCH"
-                && s.path
-                    .ends_with("/namespaces/team-b/wasmautoscalers/steady/status")
-        })
-        .map(|s| s.at)
-        .filter(|at| *at >= bombed)
+        .filter(|at| at.duration_since(bombed) <= refused_in)
         .collect();
+    let victim_gap = victim
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs_f64())
+        .fold(0.0, f64::max);
+    assert!(
+        victim.len() as f64 >= refused_in.as_secs_f64() * 0.5 && victim_gap < 5.0,
+        "the victim ticked {} times in the {refused_in:.1?} its bomb compiled, longest gap {victim_gap:.1} s",
+        victim.len()
+    );
+    // team-b's ticks through the bombing: the gaps between its status writes.
+    let writes = writes_of("team-b", "steady");
     let gaps: Vec<f64> = writes
         .windows(2)
         .map(|w| (w[1] - w[0]).as_secs_f64())
@@ -281,10 +297,11 @@ async fn a_compile_bomb_is_refused_within_the_budget_while_others_keep_deciding(
     let peak = op.peak_rss_mib();
     println!(
         "bomb refused in {refused_in:.1?}, all three in {all_refused_in:.1?}; team-b's new policy loaded after {newcomer_in:.1?}; \
-         team-b ticked {} times meanwhile, tick lag p50 {:.0} ms, max {:.0} ms; operator peak RSS {peak} MiB",
+         team-b ticked {} times meanwhile, tick lag p50 {:.0} ms, max {:.0} ms; the victim ticked {} times while its bomb compiled, longest gap {victim_gap:.1} s; operator peak RSS {peak} MiB",
         writes.len(),
         lag(0.5) * 1000.0,
-        lag(1.0) * 1000.0
+        lag(1.0) * 1000.0,
+        victim.len()
     );
     assert!(
         writes.len() as f64 >= all_refused_in.as_secs_f64() * 0.5,

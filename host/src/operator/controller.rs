@@ -26,7 +26,7 @@ use super::crd::{
     Checked, DecisionStatus, ForecastStatus, LoadedPolicy, PolicySource, WasmAutoscaler,
     WasmAutoscalerSpec, WasmAutoscalerStatus, PAUSE_ANNOTATION,
 };
-use super::load_gate::LoadGate;
+use super::load_gate::{LoadGate, LoadPermit};
 use super::policies::{self, LoadError};
 use super::status::{Conditions, METRICS_AVAILABLE, POLICY_LOADED, READY, SCALING_LIMITED};
 use super::target::{PodCounts, Resolver, Target};
@@ -67,6 +67,8 @@ pub struct Context {
     load_gate: LoadGate,
     /// Pulls `oci` policy sources.
     registry: Registry,
+    /// Asks the running controller for a round now (a policy finished compiling).
+    wake: Mutex<Option<futures::channel::mpsc::UnboundedSender<()>>>,
 }
 
 impl Context {
@@ -90,6 +92,7 @@ impl Context {
             fetcher: Fetcher::new(settings.metric_timeout, settings.egress.clone()),
             targets: Mutex::new(HashMap::new()),
             dirty: Mutex::new(Default::default()),
+            wake: Mutex::new(None),
             files: super::files::FileWatch::new(),
             roots: settings.file_roots.clone(),
             credentials: settings.credentials.clone(),
@@ -123,6 +126,22 @@ impl Context {
         self.dirty.lock().expect("dirty lock").remove(key)
     }
 
+    /// The state of an autoscaler still known (none after it was forgotten).
+    fn known_state(
+        &self,
+        key: &ObjectRef<WasmAutoscaler>,
+    ) -> Option<Arc<tokio::sync::Mutex<TargetState>>> {
+        self.targets.lock().expect("targets lock").get(key).cloned()
+    }
+
+    /// Reconciles `key` at once, policy changed, as a labelled ConfigMap's change does.
+    fn wake(&self, key: ObjectRef<WasmAutoscaler>) {
+        self.mark_dirty(key);
+        if let Some(tx) = self.wake.lock().expect("wake lock").as_ref() {
+            let _ = tx.unbounded_send(());
+        }
+    }
+
     fn forget(&self, key: &ObjectRef<WasmAutoscaler>) {
         self.targets.lock().expect("targets lock").remove(key);
     }
@@ -148,6 +167,10 @@ impl Context {
         }
     }
 }
+
+/// How long a tick waits for a new version of a serving policy to compile
+/// before it goes on with the serving one.
+const SWAP_WAIT: Duration = Duration::from_millis(250);
 
 /// Most long-history steps asked of Prometheus in one query.
 const LONG_HISTORY_STEPS_PER_QUERY: u64 = 1440;
@@ -178,6 +201,8 @@ struct TargetState {
     stamps: HashMap<&'static str, (String, Digest)>,
     /// Source contents refused for good (until the spec changes), by role and stamp.
     refused: HashMap<(&'static str, String), LoadError>,
+    /// Per role, the stamp of a new version compiling in the background while the old serves.
+    compiling: HashMap<&'static str, String>,
     /// The file-change count last seen, to reload `file` sources when it moves.
     files_seen: u64,
     /// Metrics unavailable at the last tick, so loss is reported on change.
@@ -201,6 +226,8 @@ pub async fn run(
         None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
     };
     let controller = Controller::new(autoscalers, watcher::Config::default().any_semantic());
+    let (wake, woken) = futures::channel::mpsc::unbounded();
+    *ctx.wake.lock().expect("wake lock") = Some(wake);
     let store = controller.store();
     let marker = Arc::clone(&ctx);
     let file_changes = ctx.files.changes();
@@ -224,7 +251,9 @@ pub async fn run(
                 refs
             },
         )
-        .reconcile_all_on(file_changes)
+        // A wake reaches every autoscaler (kube's per-object trigger is unstable);
+        // those neither dirty nor due return at once.
+        .reconcile_all_on(futures::stream::select(file_changes, woken))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -307,7 +336,7 @@ async fn reconcile(obj: Arc<WasmAutoscaler>, ctx: Arc<Context>) -> Result<Action
 }
 
 struct Tick<'a> {
-    ctx: &'a Context,
+    ctx: &'a Arc<Context>,
     obj: &'a WasmAutoscaler,
     namespace: &'a str,
 }
@@ -557,6 +586,7 @@ impl Tick<'_> {
         let mut loaded = Vec::new();
         let mut specs: HashMap<&'static str, PolicySpec> = HashMap::new();
         let mut failure: Option<LoadError> = None;
+        let mut pending = false;
         let mut stamps = HashMap::new();
         for (role, source, world) in &roles {
             // No reference to `state` may live across an await: pipelines are not `Sync`.
@@ -566,6 +596,7 @@ impl Tick<'_> {
             let skip: Vec<String> = known
                 .iter()
                 .map(|k| k.0.clone())
+                .chain(state.compiling.get(role).cloned())
                 .chain(
                     state
                         .refused
@@ -574,7 +605,9 @@ impl Tick<'_> {
                         .map(|(_, stamp)| stamp.clone()),
                 )
                 .collect();
-            let fetched = match self.read(source, &skip).await {
+            // With a version serving, a full gate means trying again next tick, not waiting.
+            let serving = state.pipeline.is_some();
+            let fetched = match self.read(source, &skip, !serving).await {
                 Ok(f) => f,
                 Err(e) => {
                     if let Some(stamp) = e.refused_stamp() {
@@ -584,6 +617,10 @@ impl Tick<'_> {
                     break;
                 }
             };
+            if fetched.busy || state.compiling.get(role) == Some(&fetched.stamp) {
+                pending = true;
+                break;
+            }
             // The same contents refused before are refused again without compiling.
             if let Some(e) = state.refused.get(&(*role, fetched.stamp.clone())) {
                 failure = Some(e.clone());
@@ -600,9 +637,13 @@ impl Tick<'_> {
                 (None, bytes) => {
                     // Unchanged contents under a changed spec (a new config): read them again,
                     // holding the gate's place while the bytes are held.
-                    let (bytes, _permit) = match bytes {
+                    let (bytes, permit) = match bytes {
                         Some(b) => (b, None),
-                        None => match self.read(source, &[]).await {
+                        None => match self.read(source, &[], !serving).await {
+                            Ok(again) if again.busy => {
+                                pending = true;
+                                break;
+                            }
                             Ok(again) => {
                                 (again.bytes.expect("an unknown stamp reads"), again.permit)
                             }
@@ -612,9 +653,30 @@ impl Tick<'_> {
                             }
                         },
                     };
-                    let loading =
-                        policies::load(&self.ctx.runtime, self.namespace, source, bytes, *world);
-                    match loading.await {
+                    let mut loading = policies::spawn_load(
+                        &self.ctx.runtime,
+                        self.namespace,
+                        source,
+                        bytes,
+                        *world,
+                    );
+                    let joined = if state.pipeline.is_some() {
+                        // A slow compile must not cost the target its ticks: the version
+                        // serving goes on, and the new one is swapped in once compiled.
+                        match tokio::time::timeout(SWAP_WAIT, &mut loading).await {
+                            Ok(joined) => joined,
+                            Err(_) => {
+                                let held = (fetched.permit, permit);
+                                self.finish_in_background(role, &fetched.stamp, loading, held);
+                                state.compiling.insert(role, fetched.stamp);
+                                pending = true;
+                                break;
+                            }
+                        }
+                    } else {
+                        loading.await
+                    };
+                    match joined.expect("policy loading does not panic") {
                         Ok(p) => p,
                         Err(e) => {
                             if e.is_lasting() {
@@ -636,6 +698,11 @@ impl Tick<'_> {
             stamps.insert(*role, (fetched.stamp, digest));
             loaded.push((*role, describe, config, digest));
             specs.insert(*role, policy);
+        }
+        if pending {
+            // Nothing changes until the new version has compiled; it wakes this autoscaler.
+            conditions.keep(POLICY_LOADED);
+            return;
         }
         if failure.is_none() {
             state.stamps = stamps;
@@ -729,6 +796,38 @@ impl Tick<'_> {
                 .collect::<Vec<_>>()
                 .join(", "),
         );
+    }
+
+    /// Lets a compile that outlived [`SWAP_WAIT`] finish without the tick,
+    /// holding the load's place in the gate, then reconciles the autoscaler
+    /// so the new version (compiled and cached by now) is swapped in at once.
+    fn finish_in_background(
+        &self,
+        role: &'static str,
+        stamp: &str,
+        loading: tokio::task::JoinHandle<Result<PolicySpec, LoadError>>,
+        held: (Option<LoadPermit>, Option<LoadPermit>),
+    ) {
+        let (ctx, key, stamp) = (
+            Arc::clone(self.ctx),
+            ObjectRef::from_obj(self.obj),
+            stamp.to_string(),
+        );
+        tracing::info!(
+            role,
+            "the new policy compiles in the background; the serving one goes on"
+        );
+        tokio::spawn(async move {
+            let _ = loading.await;
+            drop(held);
+            if let Some(state) = ctx.known_state(&key) {
+                let mut state = state.lock().await;
+                if state.compiling.get(role) == Some(&stamp) {
+                    state.compiling.remove(role);
+                }
+            }
+            ctx.wake(key);
+        });
     }
 
     async fn competing_hpa(&self) -> Result<Option<String>, Error> {
@@ -923,6 +1022,7 @@ impl Tick<'_> {
         &self,
         source: &PolicySource,
         known: &[String],
+        wait_for_gate: bool,
     ) -> Result<policies::Fetched, LoadError> {
         let access = policies::SourceAccess {
             client: &self.ctx.client,
@@ -931,6 +1031,7 @@ impl Tick<'_> {
             registry: &self.ctx.registry,
             secrets: &self.ctx.secrets,
             gate: &self.ctx.load_gate,
+            wait_for_gate,
         };
         let fetched = policies::read(&access, source, known).await?;
         // Read, so inside the admin's roots: only such folders are ever watched.

@@ -44,13 +44,7 @@ pub struct LoadPermit {
 impl LoadGate {
     /// Waits for a place for one load of `namespace`, sized for the largest component.
     pub async fn enter(&self, namespace: &str) -> LoadPermit {
-        let mine = Arc::clone(
-            self.namespaces
-                .lock()
-                .expect("load gate lock")
-                .entry(namespace.to_string())
-                .or_insert_with(|| Arc::new(Semaphore::new(PER_NAMESPACE))),
-        );
+        let mine = self.semaphore_of(namespace);
         let namespace_permit = mine.acquire_owned().await.expect("never closed");
         let bytes = Arc::clone(&self.mebibytes)
             .acquire_many_owned(mebibytes(MAX_COMPONENT_BYTES as usize))
@@ -60,6 +54,34 @@ impl LoadGate {
             _namespace: namespace_permit,
             bytes,
         }
+    }
+}
+
+impl LoadGate {
+    /// [`LoadGate::enter`] when `wait`; otherwise a place only if one is free now.
+    pub async fn enter_or_not(&self, namespace: &str, wait: bool) -> Option<LoadPermit> {
+        if wait {
+            return Some(self.enter(namespace).await);
+        }
+        let mine = self.semaphore_of(namespace);
+        let namespace_permit = mine.try_acquire_owned().ok()?;
+        let bytes = Arc::clone(&self.mebibytes)
+            .try_acquire_many_owned(mebibytes(MAX_COMPONENT_BYTES as usize))
+            .ok()?;
+        Some(LoadPermit {
+            _namespace: namespace_permit,
+            bytes,
+        })
+    }
+
+    fn semaphore_of(&self, namespace: &str) -> Arc<Semaphore> {
+        Arc::clone(
+            self.namespaces
+                .lock()
+                .expect("load gate lock")
+                .entry(namespace.to_string())
+                .or_insert_with(|| Arc::new(Semaphore::new(PER_NAMESPACE))),
+        )
     }
 }
 
@@ -98,6 +120,10 @@ mod tests {
         assert!(b.is_ok(), "another namespace is not held back");
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!waiting.is_finished(), "a third load of `a` waits");
+        assert!(
+            gate.enter_or_not("a", false).await.is_none(),
+            "or, if it will not wait, gets nothing"
+        );
         drop(a1);
         tokio::time::timeout(Duration::from_secs(1), waiting)
             .await

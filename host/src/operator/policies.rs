@@ -155,6 +155,8 @@ pub struct Fetched {
     pub bytes: Option<Vec<u8>>,
     /// The load's place in the gate, held while the bytes are.
     pub permit: Option<LoadPermit>,
+    /// The stamp is new, but the gate was full and the caller would not wait: nothing was read.
+    pub busy: bool,
 }
 
 /// What reading a policy source may use, on behalf of one namespace.
@@ -169,6 +171,8 @@ pub struct SourceAccess<'a> {
     pub secrets: &'a SecretCache,
     /// Bounds the component bytes loads hold.
     pub gate: &'a LoadGate,
+    /// Whether to wait for a place in the gate; without, a full gate reads nothing ([`Fetched::busy`]).
+    pub wait_for_gate: bool,
 }
 
 /// Reads what a source names: a ConfigMap of the namespace through the API,
@@ -197,6 +201,11 @@ pub async fn read(
         stamp,
         bytes: None,
         permit: None,
+        busy: false,
+    };
+    let busy = |stamp: String| Fetched {
+        busy: true,
+        ..unchanged(stamp)
     };
     if let Some(r) = &source.config_map_ref {
         let maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
@@ -213,7 +222,9 @@ pub async fn read(
         if known.contains(&stamp) {
             return Ok(unchanged(stamp));
         }
-        let mut permit = gate.enter(namespace).await;
+        let Some(mut permit) = gate.enter_or_not(namespace, access.wait_for_gate).await else {
+            return Ok(busy(stamp));
+        };
         let key = r.key.clone();
         let bytes = tokio::task::spawn_blocking(move || decompress(&key, stored))
             .await
@@ -229,6 +240,7 @@ pub async fn read(
             stamp,
             bytes: Some(bytes),
             permit: Some(permit),
+            busy: false,
         });
     }
     if let Some(path) = &source.file {
@@ -244,7 +256,9 @@ pub async fn read(
         if known.contains(&stamp) {
             return Ok(unchanged(stamp));
         }
-        let mut permit = gate.enter(namespace).await;
+        let Some(mut permit) = gate.enter_or_not(namespace, access.wait_for_gate).await else {
+            return Ok(busy(stamp));
+        };
         let (r, p) = (roots.clone(), path.clone());
         let bytes = tokio::task::spawn_blocking(move || r.read(None, &p, MAX_COMPONENT_BYTES))
             .await
@@ -255,6 +269,7 @@ pub async fn read(
             stamp,
             bytes: Some(bytes),
             permit: Some(permit),
+            busy: false,
         });
     }
     if let Some(oci) = &source.oci {
@@ -263,13 +278,16 @@ pub async fn read(
         if known.contains(&stamp) {
             return Ok(unchanged(stamp));
         }
-        let mut permit = gate.enter(namespace).await;
+        let Some(mut permit) = gate.enter_or_not(namespace, access.wait_for_gate).await else {
+            return Ok(busy(stamp));
+        };
         let bytes = pull(access, source, oci, &stamp).await?;
         permit.shrink_to(bytes.len());
         return Ok(Fetched {
             stamp,
             bytes: Some(bytes),
             permit: Some(permit),
+            busy: false,
         });
     }
     if let Some(name) = &source.bundled {
@@ -282,6 +300,7 @@ pub async fn read(
             stamp,
             bytes: Some(bytes),
             permit: None,
+            busy: false,
         });
     }
     Err(fail("no source set".into()))
@@ -378,20 +397,19 @@ pub enum ExpandError {
 }
 
 /// Turns bytes into a checked policy for `world`, compiling off the async
-/// workers in `namespace`'s turn.
-pub async fn load(
+/// workers in `namespace`'s turn; the task runs on even if its handle is
+/// dropped, and its result is cached by digest either way.
+pub fn spawn_load(
     runtime: &Arc<Runtime>,
     namespace: &str,
     source: &PolicySource,
     bytes: Vec<u8>,
     world: World,
-) -> Result<PolicySpec, LoadError> {
+) -> tokio::task::JoinHandle<Result<PolicySpec, LoadError>> {
     let runtime = Arc::clone(runtime);
     let (namespace, source) = (namespace.to_string(), source.clone());
     // Compiling takes tens of milliseconds to seconds.
     tokio::task::spawn_blocking(move || check_for(&runtime, &namespace, &source, &bytes, world))
-        .await
-        .expect("policy loading does not panic")
 }
 
 /// Turns bytes into a checked policy for `world`: pin, compile (cached by

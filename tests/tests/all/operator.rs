@@ -828,21 +828,32 @@ async fn policies_swapped_under_load_miss_no_tick_and_never_serve_a_broken_one()
     }
     let started = Instant::now();
     let broken = bundled::EWMA_TREND; // a predictor where a decider belongs
-    let steps: [&[u8]; 3] = [&versions[1], broken, &versions[2]];
+                                      // Each version for 2.5 s at least, and a good one until every target serves it
+                                      // (a compile runs at low priority, so a busy machine can take longer).
+    let steps: [(&[u8], Option<&String>); 3] = [
+        (&versions[1], Some(&good[1])),
+        (broken, None),
+        (&versions[2], Some(&good[2])),
+    ];
     let mut seen = std::collections::BTreeSet::new();
-    for bytes in steps {
+    for (bytes, expected) in steps {
         server.patch(
             "ConfigMap",
             NS,
             "policies",
             json!({"binaryData": {"decider.wasm": base64(bytes)}}),
         );
-        let until = Instant::now() + Duration::from_millis(2500);
-        while Instant::now() < until {
+        let patched = Instant::now();
+        loop {
+            let mut all_expected = true;
             for i in 0..TARGETS {
-                if let Some(d) = decider_digest(&server, &format!("t{i}")) {
-                    seen.insert(d);
-                }
+                let d = decider_digest(&server, &format!("t{i}"));
+                all_expected &= expected.is_none_or(|e| d.as_ref() == Some(e));
+                seen.extend(d);
+            }
+            let waited = patched.elapsed();
+            if (all_expected && waited >= Duration::from_millis(2500)) || waited > WAIT {
+                break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
