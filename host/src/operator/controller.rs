@@ -195,6 +195,8 @@ struct TargetState {
     /// Per Prometheus metric, the end (Unix ms) of the newest long-history step asked for,
     /// under the step it was asked at.
     long_filled: HashMap<String, (u64, u64)>,
+    /// Per Prometheus metric whose long-history query failed, when (Unix ms) to ask again.
+    long_retry_at: HashMap<String, u64>,
     /// The last load failure reported, so it is reported once.
     rejected: Option<String>,
     /// Per role, the stamp and digest of the source contents serving.
@@ -916,7 +918,11 @@ impl Tick<'_> {
                 Some(&(s, last)) if s == step => (last + step).max(oldest_wanted),
                 _ => oldest_wanted,
             };
-            if from > newest {
+            let backing_off = state
+                .long_retry_at
+                .get(&spec.name)
+                .is_some_and(|at| now_ms < *at);
+            if from > newest || backing_off {
                 continue;
             }
             // A long window is filled over several ticks, so no answer nears the body limit
@@ -942,9 +948,16 @@ impl Tick<'_> {
                         p.fill_long_history(&spec.name, &points);
                     }
                     state.long_filled.insert(spec.name.clone(), (step, to));
+                    state.long_retry_at.remove(&spec.name);
                 }
                 Err(e) => {
-                    tracing::warn!(metric = %spec.name, error = %e, "long history fill failed")
+                    // A query that cannot be averaged (a scalar) fails every time: ask again
+                    // a step (at least a minute) later, not at every tick.
+                    let retry_in = step.max(60_000);
+                    tracing::warn!(metric = %spec.name, error = %e, retry_in_s = retry_in / 1000, "long history fill failed");
+                    state
+                        .long_retry_at
+                        .insert(spec.name.clone(), now_ms + retry_in);
                 }
             }
         }

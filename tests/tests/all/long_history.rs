@@ -209,3 +209,54 @@ fn the_pipeline_averages_its_samples_into_steps_and_serves_them_to_the_policy() 
     assert_eq!(newest_s, 1_800_000_000.0 + 300.0);
     assert_eq!(sum, 3.0 + 4.0 + 5.0);
 }
+
+/// A query whose long history cannot be had (Prometheus refuses the averaging
+/// subquery, as it does for a scalar) is asked for again a minute later, not at every tick.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_long_history_query_is_not_repeated_every_tick() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let (averaged, instant) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (a, i) = (Arc::clone(&averaged), Arc::clone(&instant));
+    let app = axum::Router::new()
+        .route(
+            "/api/v1/query",
+            axum::routing::get(move || {
+                i.fetch_add(1, Ordering::Relaxed);
+                async { r#"{"status":"success","data":{"resultType":"scalar","result":[1700000000,"5"]}}"# }
+            }),
+        )
+        .route(
+            "/api/v1/query_range",
+            axum::routing::get(move |q: axum::extract::RawQuery| {
+                if q.0.unwrap_or_default().contains("avg_over_time") {
+                    a.fetch_add(1, Ordering::Relaxed);
+                }
+                async {
+                    r#"{"status":"error","errorType":"bad_data","error":"subquery is only allowed on instant vector, got scalar"}"#
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let server = ApiServer::start().await;
+    server.create(deployment("web", 1));
+    let mut spec = autoscaler(&address);
+    spec["spec"]["metrics"][0]["prometheus"]["query"] = json!("scalar(up)");
+    spec["spec"]["longHistory"] = json!({"step": "1s", "window": "20s"});
+    spec["spec"]["predictor"] = json!({"bundled": "seasonal", "config": {"metric": "load"}});
+    server.create(spec);
+    let _operator = start_operator(&server, "solo", false);
+    eventually("six ticks", WAIT, || {
+        (instant.load(Ordering::Relaxed) >= 6).then_some(())
+    })
+    .await;
+    assert_eq!(
+        averaged.load(Ordering::Relaxed),
+        1,
+        "the refused long-history query is asked once in {} ticks",
+        instant.load(Ordering::Relaxed)
+    );
+}
