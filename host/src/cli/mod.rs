@@ -57,7 +57,8 @@ enum Command {
     Push(push::PushArgs),
     /// Print the WasmAutoscaler CustomResourceDefinition (YAML).
     Crd,
-    /// Print the WIT contract policies implement (worlds `predictor`, `model-predictor` and `decider`).
+    /// Print the WIT contract policies implement (worlds `predictor`, `model-predictor`,
+    /// `history-predictor` and `decider`).
     Wit,
     /// Write a bundled policy component to a file, e.g. to put it in a ConfigMap.
     Export(export::ExportArgs),
