@@ -18,8 +18,8 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
 
 use super::crd::{
@@ -67,6 +67,8 @@ pub struct Context {
     load_gate: LoadGate,
     /// Pulls `oci` policy sources.
     registry: Registry,
+    /// The HorizontalPodAutoscalers the operator may see, kept by a watch (one per term).
+    hpas: Mutex<Option<reflector::Store<HorizontalPodAutoscaler>>>,
     /// Asks the running controller for a round now (a policy finished compiling).
     wake: Mutex<Option<futures::channel::mpsc::UnboundedSender<()>>>,
 }
@@ -93,6 +95,7 @@ impl Context {
             targets: Mutex::new(HashMap::new()),
             dirty: Mutex::new(Default::default()),
             wake: Mutex::new(None),
+            hpas: Mutex::new(None),
             files: super::files::FileWatch::new(),
             roots: settings.file_roots.clone(),
             credentials: settings.credentials.clone(),
@@ -172,6 +175,9 @@ impl Context {
 /// before it goes on with the serving one.
 const SWAP_WAIT: Duration = Duration::from_millis(250);
 
+/// How long a tick waits for the HorizontalPodAutoscaler watch's first list before it lists itself.
+const HPA_WATCH_WAIT: Duration = Duration::from_secs(2);
+
 /// Most long-history steps asked of Prometheus in one query.
 const LONG_HISTORY_STEPS_PER_QUERY: u64 = 1440;
 
@@ -227,6 +233,24 @@ pub async fn run(
         ),
         None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
     };
+    // One watch of HorizontalPodAutoscalers instead of a LIST per autoscaler and tick.
+    let hpa_api: Api<HorizontalPodAutoscaler> = match &namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    let (hpas, hpa_writer) = reflector::store();
+    *ctx.hpas.lock().expect("hpa store lock") = Some(hpas);
+    let hpa_watch = tokio::spawn(
+        reflector::reflector(
+            hpa_writer,
+            watcher(hpa_api, watcher::Config::default()).default_backoff(),
+        )
+        .for_each(|event| async move {
+            if let Err(e) = event {
+                tracing::warn!(error = %e, "watching HorizontalPodAutoscalers failed; retrying");
+            }
+        }),
+    );
     let controller = Controller::new(autoscalers, watcher::Config::default().any_semantic());
     let (wake, woken) = futures::channel::mpsc::unbounded();
     *ctx.wake.lock().expect("wake lock") = Some(wake);
@@ -264,6 +288,7 @@ pub async fn run(
             }
         })
         .await;
+    hpa_watch.abort();
 }
 
 /// Every policy source of a spec.
@@ -833,6 +858,33 @@ impl Tick<'_> {
     }
 
     async fn competing_hpa(&self) -> Result<Option<String>, Error> {
+        let ours = &self.obj.spec.scale_target_ref;
+        let group = |api_version: &str| {
+            api_version
+                .split_once('/')
+                .map_or("", |(g, _)| g)
+                .to_string()
+        };
+        let competes = |h: &HorizontalPodAutoscaler| {
+            let r = &h.spec.scale_target_ref;
+            (r.kind == ours.kind
+                && r.name == ours.name
+                && group(r.api_version.as_deref().unwrap_or("")) == group(&ours.api_version))
+            .then(|| h.name_any())
+        };
+        let store = self.ctx.hpas.lock().expect("hpa store lock").clone();
+        if let Some(s) = store {
+            // Ready once the watch's first list is in.
+            let ready = tokio::time::timeout(HPA_WATCH_WAIT, s.wait_until_ready()).await;
+            if matches!(ready, Ok(Ok(()))) {
+                return Ok(s
+                    .state()
+                    .iter()
+                    .filter(|h| h.namespace().as_deref() == Some(self.namespace))
+                    .find_map(|h| competes(h)));
+            }
+        }
+        // No watch yet (or it cannot list): ask the API server directly.
         let api: Api<HorizontalPodAutoscaler> =
             Api::namespaced(self.ctx.client.clone(), self.namespace);
         let hpas = api
@@ -842,20 +894,7 @@ impl Tick<'_> {
                 action: "listing HorizontalPodAutoscalers".into(),
                 source: e,
             })?;
-        let ours = &self.obj.spec.scale_target_ref;
-        let group = |api_version: &str| {
-            api_version
-                .split_once('/')
-                .map_or("", |(g, _)| g)
-                .to_string()
-        };
-        Ok(hpas.items.into_iter().find_map(|h| {
-            let r = &h.spec.scale_target_ref;
-            let same = r.kind == ours.kind
-                && r.name == ours.name
-                && group(r.api_version.as_deref().unwrap_or("")) == group(&ours.api_version);
-            same.then(|| h.name_any())
-        }))
+        Ok(hpas.items.iter().find_map(competes))
     }
 
     /// Fills the histories from Prometheus' past so a restarted operator
