@@ -98,11 +98,6 @@ impl LongHistories {
         &self.series
     }
 
-    /// The spec they are kept under.
-    pub fn spec(&self) -> &LongHistorySpec {
-        &self.spec
-    }
-
     /// Adds a sample of `metric` to its step; the previous step joins the
     /// history when this one is later. Unavailable values, samples older
     /// than the open step and filled metrics are left alone.

@@ -203,11 +203,6 @@ impl Pipeline {
         }
     }
 
-    /// The long histories, if the target keeps them.
-    pub fn long_history(&self) -> Option<&LongHistories> {
-        self.long_history.as_ref()
-    }
-
     /// Tells the safety layer about a target taken over mid-flight; see [`SafetyLayer::seed`].
     pub fn seed(&mut self, now_ms: u64, current: u32, last_action_ms: Option<u64>) {
         self.safety.seed(now_ms, current, last_action_ms);
