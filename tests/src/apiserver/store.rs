@@ -176,9 +176,10 @@ impl Store {
     }
 
     pub fn list(&self, res: &Resource, ns: Option<&str>, selector: Option<&str>) -> Vec<Value> {
+        // The keys are ordered by resource, then namespace: only that range is read.
         self.objects
-            .iter()
-            .filter(|((g, p, n, _), _)| {
+            .range(key(res, ns.unwrap_or(""), "")..)
+            .take_while(|((g, p, n, _), _)| {
                 *g == res.group && *p == res.plural && ns.is_none_or(|ns| ns == n)
             })
             .filter(|(_, o)| selector.is_none_or(|s| selector_matches(s, o)))
@@ -369,11 +370,15 @@ impl Store {
         let want = deployment["spec"]["replicas"].as_u64().unwrap_or(1) as usize;
         let labels = deployment["spec"]["selector"]["matchLabels"].clone();
         let prefix = format!("{name}-");
+        // Names only, from the ordered keys: a namespace may hold thousands of pods.
         let mut mine: Vec<String> = self
-            .list(pods_res, Some(ns), None)
-            .into_iter()
-            .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string))
-            .filter(|n| n.starts_with(&prefix))
+            .objects
+            .range(key(pods_res, ns, &prefix)..)
+            .map(|(k, _)| k)
+            .take_while(|(g, p, n, pod)| {
+                *g == pods_res.group && *p == pods_res.plural && n == ns && pod.starts_with(&prefix)
+            })
+            .map(|(.., pod)| pod.clone())
             .collect();
         mine.sort_by_key(|n| n[prefix.len()..].parse::<u64>().unwrap_or(0));
         while mine.len() > want {
