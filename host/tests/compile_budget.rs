@@ -156,6 +156,9 @@ async fn a_compile_bomb_is_refused_within_the_budget_while_others_keep_deciding(
             "5s",
             "--compile-memory-mib",
             "768",
+            // The victim's ticks are read from its status writes.
+            "--status-refresh",
+            "0s",
         ])
         .env("KUBECONFIG", dir.join("kubeconfig"))
         .env("WASM_AUTOSCALER_LOG", "info")

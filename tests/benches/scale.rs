@@ -1,20 +1,24 @@
-//! Many autoscalers in one operator: the real operator code against the
-//! in-process API server holding N `WasmAutoscaler` objects and their
-//! Deployments, a 15 s interval, metrics scraped from one loopback exporter.
-//! The mix: half on the bundled `forecast` decider with the `ewma-trend`
-//! predictor, four in ten on the bundled `hpa` decider alone, one in ten on
-//! a ConfigMap component (100 distinct digests, so 100 compiles at start).
+//! Many autoscalers in one operator: the release build of the operator, run
+//! as its own process, against the in-process API server holding N
+//! `WasmAutoscaler` objects and their Deployments, a 15 s interval, metrics
+//! scraped from one loopback exporter. The mix: half on the bundled
+//! `forecast` decider with the `ewma-trend` predictor, four in ten on the
+//! bundled `hpa` decider alone, one in ten on a ConfigMap component (100
+//! distinct digests, so 100 compiles at start).
 //!
 //! Printed, side by side: time from operator start to every object's first
-//! decision (compiles included), then over a steady window: the process's
-//! RSS and CPU (as % of one core; the API server and the exporter run in
-//! the same process and are included), tick lag p50/p99 (the gap between an
-//! object's consecutive status writes minus the interval), API requests per
-//! second by verb, and metric requests per second.
+//! decision (compiles included), then over a steady window: the operator
+//! process's RSS and CPU (as % of one core; its compile workers are other
+//! processes), tick lag p50/p99 (the gap between an object's consecutive
+//! reads of its target's scale, which open each tick, minus the interval),
+//! API requests per second by verb, and metric requests per second. Then the
+//! load steps up for every object at once, and it prints the decision
+//! latency: from the new value being served to the object's scale write,
+//! against the target of one interval plus 50 ms.
 //!
-//! Run: `cargo bench -p wasm-autoscaler-tests --bench scale -- [N] [STEADY_SECONDS]`
-//! (defaults 1000 and 60). Each object holds its policy instances: about
-//! 1–2 MiB of guest memory per object, so N = 10,000 needs more than 16 GiB.
+//! Run: `cargo build --release -p wasm-autoscaler && cargo bench -p
+//! wasm-autoscaler-tests --bench scale -- [N] [STEADY_SECONDS]` (defaults
+//! 1000 and 60).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,15 +26,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use wasm_autoscaler::boundary::egress::EgressPolicy;
 use wasm_autoscaler::bundled;
-use wasm_autoscaler::operator::{self, telemetry::Metrics, Settings};
-use wasm_autoscaler::runtime::{Runtime, RuntimeConfig};
 use wasm_autoscaler_tests::apiserver::ApiServer;
 use wasm_autoscaler_tests::fixtures::{base64, variant};
 
 const NS: &str = "default";
 const INTERVAL_S: f64 = 15.0;
+/// Where the exporter listens: loopback, but not the API server's address,
+/// which the operator never sends metric requests to.
+const EXPORTER_IP: &str = "127.0.0.2";
 /// Distinct ConfigMap components.
 const DIGESTS: usize = 100;
 
@@ -52,7 +56,7 @@ fn autoscaler(i: usize, port: u16) -> Value {
         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": format!("w{i}")},
         "minReplicas": 1, "maxReplicas": 20, "interval": format!("{INTERVAL_S}s"), "warmup": "0s",
         "metrics": [{"name": "rps", "scrape": {"port": port, "metric": "rps",
-                                               "endpoints": [format!("127.0.0.1:{port}")]}}],
+                                               "endpoints": [format!("{EXPORTER_IP}:{port}")]}}],
     });
     for (k, v) in policies(i).as_object().unwrap() {
         spec[k] = v.clone();
@@ -72,15 +76,15 @@ fn deployment(i: usize) -> Value {
     })
 }
 
-/// (RSS in MiB, CPU seconds used so far) of this process.
-fn process_usage() -> (f64, f64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+/// (RSS in MiB, CPU seconds used so far) of process `pid` (`self` for this one).
+fn process_usage(pid: &str) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let rss_kib: f64 = status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0.0);
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command's closing parenthesis; utime and stime are the 12th and 13th.
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = after.split_whitespace().collect();
@@ -105,6 +109,66 @@ fn resource_of(path: &str) -> String {
         [kind, _, sub, ..] => format!("{kind}/{sub}"),
         [kind, ..] => kind.to_string(),
         [] => path.to_string(),
+    }
+}
+
+/// The release build of the operator, run as its own process against the test server.
+struct Operator {
+    child: std::process::Child,
+    _dir: TempDir,
+}
+
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Operator {
+    fn start(server: &ApiServer) -> Self {
+        // This bench runs from target/release/deps; the operator is built beside it.
+        let binary = std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.parent()?.join("wasm-autoscaler")))
+            .filter(|b| b.exists())
+            .expect("build the operator first: cargo build --release -p wasm-autoscaler");
+        let dir = std::env::temp_dir().join(format!("scale-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("kubeconfig"), server.kubeconfig()).unwrap();
+        let listen = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let child = std::process::Command::new(binary)
+            .args(["run", "--no-leader-election", "--metric-timeout", "2s"])
+            .args(["--listen", &listen.to_string()])
+            // The exporter is on loopback.
+            .args(["--egress-allow", "127.0.0.0/8"])
+            // More flags for the operator, e.g. `--instance-pool-mib 0`.
+            .args(
+                std::env::var("SCALE_OPERATOR_ARGS")
+                    .unwrap_or_default()
+                    .split_whitespace(),
+            )
+            .env("KUBECONFIG", dir.join("kubeconfig"))
+            .env("WASM_AUTOSCALER_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("operator.log")).unwrap())
+            .spawn()
+            .expect("the operator starts");
+        Operator {
+            child,
+            _dir: TempDir(dir),
+        }
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -134,13 +198,18 @@ async fn run(n: usize, steady_s: u64) {
     let server = ApiServer::start().await;
     let scrapes = Arc::new(AtomicU64::new(0));
     let counted = Arc::clone(&scrapes);
-    let exporter = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let load = Arc::new(AtomicU64::new(40));
+    let served = Arc::clone(&load);
+    let exporter = tokio::net::TcpListener::bind((EXPORTER_IP, 0))
+        .await
+        .unwrap();
     let port = exporter.local_addr().unwrap().port();
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
             counted.fetch_add(1, Ordering::Relaxed);
-            async { "# TYPE rps gauge\nrps 40\n" }
+            let rps = served.load(Ordering::Relaxed);
+            async move { format!("# TYPE rps gauge\nrps {rps}\n") }
         }),
     );
     tokio::spawn(async move { axum::serve(exporter, app).await.unwrap() });
@@ -156,20 +225,12 @@ async fn run(n: usize, steady_s: u64) {
         server.create(deployment(i));
         server.create(autoscaler(i, port));
     }
-    let (rss_before, _) = process_usage();
-    println!("{n} autoscalers, interval {INTERVAL_S} s; process RSS before the operator {rss_before:.0} MiB");
+    let (server_rss, _) = process_usage("self");
+    println!("{n} autoscalers, interval {INTERVAL_S} s; the API server and the exporter hold {server_rss:.0} MiB");
 
-    let mut settings = Settings::new("bench");
-    settings.metric_timeout = Duration::from_secs(2);
-    settings.egress = EgressPolicy::unrestricted();
     let started = Instant::now();
-    let operator = tokio::spawn(operator::run(
-        server.client(),
-        Arc::new(Runtime::new(RuntimeConfig::default()).unwrap()),
-        settings,
-        Arc::new(Metrics::default()),
-        futures::future::pending(),
-    ));
+    let operator = Operator::start(&server);
+    let pid = operator.child.id().to_string();
     // Every object's first decision.
     loop {
         let decided = (0..n)
@@ -192,10 +253,10 @@ async fn run(n: usize, steady_s: u64) {
 
     // The steady state: a window starting one interval after the last first decision.
     tokio::time::sleep(Duration::from_secs_f64(INTERVAL_S)).await;
-    let (_, cpu_0) = process_usage();
+    let (_, cpu_0) = process_usage(&pid);
     let (scrapes_0, window_start) = (scrapes.load(Ordering::Relaxed), Instant::now());
     tokio::time::sleep(Duration::from_secs(steady_s)).await;
-    let (rss, cpu_1) = process_usage();
+    let (rss, cpu_1) = process_usage(&pid);
     let window = window_start.elapsed().as_secs_f64();
     let scrape_rate = (scrapes.load(Ordering::Relaxed) - scrapes_0) as f64 / window;
     let seen = server.seen();
@@ -206,15 +267,15 @@ async fn run(n: usize, steady_s: u64) {
             .entry(format!("{} {}", s.method, resource_of(&s.path)))
             .or_default() += 1;
     }
-    // Tick lag: consecutive status writes of one object, minus the interval.
-    let mut writes: BTreeMap<&str, Vec<Instant>> = BTreeMap::new();
+    // Tick lag: consecutive scale reads of one object (each tick opens with one), minus the interval.
+    let mut reads: BTreeMap<&str, Vec<Instant>> = BTreeMap::new();
     for s in seen
         .iter()
-        .filter(|s| s.method == "PATCH" && s.path.ends_with("/status"))
+        .filter(|s| s.method == "GET" && s.path.ends_with("/scale"))
     {
-        writes.entry(s.path.as_str()).or_default().push(s.at);
+        reads.entry(s.path.as_str()).or_default().push(s.at);
     }
-    let mut lags: Vec<f64> = writes
+    let mut lags: Vec<f64> = reads
         .values()
         .flat_map(|w| {
             w.windows(2)
@@ -224,14 +285,37 @@ async fn run(n: usize, steady_s: u64) {
         })
         .collect();
     lags.sort_by(f64::total_cmp);
-    operator.abort();
+
+    // Decision latency: every object's load doubles at once; each should scale at its next tick.
+    let stepped = Instant::now();
+    load.store(80, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs_f64(INTERVAL_S * 2.0)).await;
+    let mut first_scale: BTreeMap<String, Instant> = BTreeMap::new();
+    for s in server.seen().iter().filter(|s| {
+        s.at >= stepped && s.method == "PATCH" && s.path.ends_with("/scale") && s.status == 200
+    }) {
+        first_scale.entry(s.path.clone()).or_insert(s.at);
+    }
+    let mut latencies: Vec<f64> = first_scale
+        .values()
+        .map(|at| (*at - stepped).as_secs_f64())
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let on_time = latencies
+        .iter()
+        .filter(|l| **l <= INTERVAL_S + 0.05)
+        .count();
+    drop(operator);
 
     println!(
         "start to every first decision     {:>8.1} s",
         first_decisions.as_secs_f64()
     );
     println!("steady window                     {window:>8.1} s");
-    println!("process RSS                       {rss:>8.0} MiB ({:.2} MiB per autoscaler over the API server's)", (rss - rss_before) / n as f64);
+    println!(
+        "operator RSS                      {rss:>8.0} MiB ({:.2} MiB per autoscaler)",
+        rss / n as f64
+    );
     println!(
         "CPU                               {:>8.1} % of one core",
         (cpu_1 - cpu_0) / window * 100.0
@@ -254,5 +338,16 @@ async fn run(n: usize, steady_s: u64) {
     println!(
         "metric requests per second        {scrape_rate:>8.1} (one per object per tick: {:.1})",
         n as f64 / INTERVAL_S
+    );
+    println!(
+        "decision latency p50 / p99 / max  {:>8.0} / {:.0} / {:.0} ms from the load step to the scale write",
+        percentile(&latencies, 0.5) * 1000.0,
+        percentile(&latencies, 0.99) * 1000.0,
+        latencies.last().copied().unwrap_or(f64::NAN) * 1000.0,
+    );
+    println!(
+        "                                  {} of {n} scaled within one interval + 50 ms ({} scaled at all)",
+        on_time,
+        latencies.len()
     );
 }

@@ -20,7 +20,9 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::runtime::{CompileBudget, InstanceMode, Limits, Runtime, RuntimeConfig, WorkerCommand};
+use crate::runtime::{
+    CompileBudget, InstanceMode, Limits, PoolLimits, Runtime, RuntimeConfig, WorkerCommand,
+};
 
 /// Kubernetes autoscaling whose forecasting and scaling decisions are WebAssembly components.
 #[derive(Debug, Parser)]
@@ -118,6 +120,10 @@ struct SandboxArgs {
     /// How many components may compile at once (waiting compiles take turns by namespace).
     #[arg(long, global = true, default_value_t = 1)]
     compile_slots: usize,
+    /// Most guest memory, in MiB, that idle policy instances kept for reuse may hold; each
+    /// serves only the namespace it was made for. 0 makes a fresh instance for every call.
+    #[arg(long, global = true, default_value_t = 128)]
+    instance_pool_mib: usize,
 }
 
 impl SandboxArgs {
@@ -132,6 +138,10 @@ impl SandboxArgs {
                 ..Limits::default()
             },
             instance_mode,
+            pool: PoolLimits {
+                idle_bytes: self.instance_pool_mib << 20,
+                ..PoolLimits::default()
+            },
             cache_dir: self.compile_cache.clone(),
             compile_budget: self.compile_budget(),
             compile_worker: Some(worker),

@@ -46,6 +46,10 @@ pub struct RunArgs {
     /// Timeout of one metric request.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     metric_timeout: Duration,
+    /// How old an unchanged decision in an autoscaler's status may grow before it is written
+    /// again (a changed decision, condition or policy is written at once); 0s writes every tick.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    status_refresh: Duration,
     /// A folder `file` policy sources may be read from (repeat for several). Without any,
     /// `file` sources are refused: a spec may not make the operator read its own files.
     #[arg(long = "allow-file-root", value_name = "DIR")]
@@ -69,7 +73,7 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs, sandbox: &SandboxArgs) -> Result<()> {
-    let runtime = Arc::new(sandbox.runtime(InstanceMode::PerTarget)?);
+    let runtime = Arc::new(sandbox.runtime(InstanceMode::PerTenant)?);
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -104,6 +108,7 @@ pub fn run(args: RunArgs, sandbox: &SandboxArgs) -> Result<()> {
             }),
             identity,
             metric_timeout: args.metric_timeout,
+            status_refresh: args.status_refresh,
             file_roots,
             egress,
             credentials,

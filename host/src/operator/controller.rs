@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
@@ -26,9 +26,11 @@ use super::crd::{
     Checked, DecisionStatus, ForecastStatus, LoadedPolicy, PolicySource, WasmAutoscaler,
     WasmAutoscalerSpec, WasmAutoscalerStatus, PAUSE_ANNOTATION,
 };
+use super::evaluator::Evaluator;
 use super::load_gate::{LoadGate, LoadPermit};
+use super::pods::PodCache;
 use super::policies::{self, LoadError};
-use super::status::{Conditions, METRICS_AVAILABLE, POLICY_LOADED, READY, SCALING_LIMITED};
+use super::status::{self, Conditions, METRICS_AVAILABLE, POLICY_LOADED, READY, SCALING_LIMITED};
 use super::target::{PodCounts, Resolver, Target};
 use super::telemetry::Metrics;
 use super::{Error, Settings};
@@ -69,8 +71,14 @@ pub struct Context {
     registry: Registry,
     /// The HorizontalPodAutoscalers the operator may see, kept by a watch (one per term).
     hpas: Mutex<Option<reflector::Store<HorizontalPodAutoscaler>>>,
+    /// The pods the operator may see, kept by a watch (one per term).
+    pods: Arc<PodCache>,
+    /// The threads policy calls run on.
+    evaluator: Evaluator,
     /// Asks the running controller for a round now (a policy finished compiling).
     wake: Mutex<Option<futures::channel::mpsc::UnboundedSender<()>>>,
+    /// How old an unchanged decision in the status may grow before it is written again.
+    status_refresh: Duration,
 }
 
 impl Context {
@@ -96,6 +104,11 @@ impl Context {
             dirty: Mutex::new(Default::default()),
             wake: Mutex::new(None),
             hpas: Mutex::new(None),
+            pods: Arc::default(),
+            evaluator: Evaluator::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
+            ),
+            status_refresh: settings.status_refresh,
             files: super::files::FileWatch::new(),
             roots: settings.file_roots.clone(),
             credentials: settings.credentials.clone(),
@@ -251,6 +264,12 @@ pub async fn run(
             }
         }),
     );
+    // One watch of pods instead of a LIST per autoscaler and tick.
+    let pod_api: Api<Pod> = match &namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    let pod_watch = ctx.pods.watch(pod_api);
     let controller = Controller::new(autoscalers, watcher::Config::default().any_semantic());
     let (wake, woken) = futures::channel::mpsc::unbounded();
     *ctx.wake.lock().expect("wake lock") = Some(wake);
@@ -289,6 +308,23 @@ pub async fn run(
         })
         .await;
     hpa_watch.abort();
+    pod_watch.abort();
+}
+
+/// When the tick after an autoscaler's first is due: about one interval on, at
+/// the autoscaler's own phase within the interval (from its namespace and name,
+/// against the wall clock), so objects created or taken over together do not
+/// all tick together, and any replica ticks an object at the same phase.
+fn phased(now: Instant, interval: Duration, namespace: &str, name: &str) -> Instant {
+    let interval_ms = interval.as_millis().max(1) as u64;
+    let digest = Digest::of(format!("{namespace}/{name}").as_bytes());
+    let offset = u64::from_le_bytes(digest.0[..8].try_into().expect("8 bytes")) % interval_ms;
+    let phase = Timestamp::now().as_millisecond().max(0) as u64 % interval_ms;
+    let mut wait = (offset + interval_ms - phase) % interval_ms;
+    if wait < interval_ms / 2 {
+        wait += interval_ms;
+    }
+    now + Duration::from_millis(wait)
 }
 
 /// Every policy source of a spec.
@@ -352,14 +388,21 @@ async fn reconcile(obj: Arc<WasmAutoscaler>, ctx: Arc<Context>) -> Result<Action
         }
         ctx.metrics.lag(now.duration_since(due).as_secs_f64());
     }
-    state.next_due = Some(now + interval);
+    state.next_due = Some(match state.next_due {
+        Some(_) => now + interval,
+        None => phased(now, interval, &namespace, &name),
+    });
     let tick = Tick {
         ctx: &ctx,
         obj: &obj,
         namespace: &namespace,
     };
     let result = tracing::Instrument::instrument(tick.run(&mut state), span).await;
-    result.map(|()| Action::requeue(interval))
+    // Due one interval after this tick began, not after it ended, so ticks do not drift.
+    let next = state.next_due.map_or(interval, |due| {
+        due.saturating_duration_since(Instant::now())
+    });
+    result.map(|()| Action::requeue(next))
 }
 
 struct Tick<'a> {
@@ -457,7 +500,11 @@ impl Tick<'_> {
             }
         };
         let pods = match &scale.selector {
-            Some(selector) => target.pods(selector, checked.warmup, stamp).await?,
+            Some(selector) => {
+                target
+                    .pods(&self.ctx.pods, selector, checked.warmup, stamp)
+                    .await?
+            }
             None => PodCounts {
                 ready: scale.status_replicas,
                 ..PodCounts::default()
@@ -1107,20 +1154,22 @@ impl Tick<'_> {
         Ok(credentials::resolve(p, &secrets, &self.ctx.credentials).await?)
     }
 
-    /// Runs the policies off the async workers: a call may take up to the deadline.
+    /// Runs the policies on the policy threads: a call may take up to the deadline.
     async fn evaluate(&self, slot: &mut Option<Pipeline>, obs: &Observation) -> TickReport {
         let mut pipeline = slot.take().expect("evaluated only with a pipeline");
         let obs = obs.clone();
         let started = Instant::now();
         // The policies' own log lines keep the object's namespace and name.
         let span = tracing::Span::current();
-        let (pipeline, report) = tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
-            let report = pipeline.evaluate(&obs);
-            (pipeline, report)
-        })
-        .await
-        .expect("evaluation does not panic");
+        let (pipeline, report) = self
+            .ctx
+            .evaluator
+            .run(move || {
+                let _entered = span.enter();
+                let report = pipeline.evaluate(&obs);
+                (pipeline, report)
+            })
+            .await;
         self.ctx.metrics.evaluation(started.elapsed().as_secs_f64());
         *slot = Some(pipeline);
         report
@@ -1234,9 +1283,20 @@ impl Tick<'_> {
             conditions: conditions.finish(),
             ..status
         };
+        let previous = self.obj.status.clone().unwrap_or_default();
+        if !status::worth_writing(
+            &previous,
+            &status,
+            Timestamp::now(),
+            self.ctx.status_refresh,
+        ) {
+            self.ctx.metrics.status_write(false);
+            return Ok(());
+        }
+        self.ctx.metrics.status_write(true);
         let api: Api<WasmAutoscaler> = Api::namespaced(self.ctx.client.clone(), self.namespace);
         // A merge patch of the status alone: spec edits made meanwhile are untouched.
-        let patch = serde_json::json!({ "status": status });
+        let patch = status::merge_patch(&status);
         api.patch_status(
             &self.obj.name_any(),
             &PatchParams::default(),
@@ -1327,4 +1387,30 @@ fn limit_name(limit: &Limit) -> String {
 
 fn rfc3339(t: Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_ticks_spread_over_the_interval_and_come_half_to_one_and_a_half_intervals_on() {
+        let interval = Duration::from_secs(15);
+        let now = Instant::now();
+        let mut tenths = [0usize; 10];
+        for i in 0..1000 {
+            let wait = phased(now, interval, "default", &format!("w{i}")) - now;
+            assert!(wait >= interval / 2 && wait < interval * 3 / 2, "{wait:?}");
+            // Where in the interval the object ticks from now on.
+            let phase =
+                (Timestamp::now().as_millisecond() as u64 + wait.as_millis() as u64) % 15_000;
+            tenths[(phase / 1500) as usize] += 1;
+        }
+        // 1,000 objects, about 100 in each tenth of the interval.
+        assert!(tenths.iter().all(|n| (50..150).contains(n)), "{tenths:?}");
+        // The same object keeps its phase.
+        let a = phased(now, interval, "default", "web") - now;
+        let b = phased(now, interval, "default", "web") - now;
+        assert!(a.abs_diff(b) < Duration::from_millis(50));
+    }
 }

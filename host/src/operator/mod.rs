@@ -6,9 +6,11 @@
 
 pub mod controller;
 pub mod crd;
+mod evaluator;
 mod files;
 pub mod leader;
 pub mod load_gate;
+pub mod pods;
 pub mod policies;
 pub mod status;
 pub mod target;
@@ -74,13 +76,16 @@ pub struct Settings {
     pub credentials: AdminCredentials,
     /// How `oci` policy sources are pulled (within `egress`).
     pub registry: RegistrySettings,
+    /// How old an unchanged decision in an autoscaler's status may grow before it is
+    /// written again; zero writes the status at every tick.
+    pub status_refresh: Duration,
 }
 
 impl Settings {
     /// A replica called `identity` with the safe defaults: all namespaces,
     /// no leader election, a 5 s metric timeout, no file roots, the default
-    /// egress rules, no admin credentials, registries over HTTPS only and no
-    /// artifact cache on disk.
+    /// egress rules, no admin credentials, registries over HTTPS only, no
+    /// artifact cache on disk, and an unchanged decision written every 5 minutes.
     pub fn new(identity: &str) -> Self {
         Settings {
             namespace: None,
@@ -91,9 +96,13 @@ impl Settings {
             egress: EgressPolicy::default(),
             credentials: AdminCredentials::default(),
             registry: RegistrySettings::default(),
+            status_refresh: DEFAULT_STATUS_REFRESH,
         }
     }
 }
+
+/// How often an unchanged decision is written to the status by default.
+pub const DEFAULT_STATUS_REFRESH: Duration = Duration::from_secs(300);
 
 /// The addresses of the Kubernetes API server, which metric requests never
 /// reach: the client's URL, the in-cluster service address and the

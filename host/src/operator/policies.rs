@@ -409,7 +409,14 @@ pub fn spawn_load(
     let runtime = Arc::clone(runtime);
     let (namespace, source) = (namespace.to_string(), source.clone());
     // Compiling takes tens of milliseconds to seconds.
-    tokio::task::spawn_blocking(move || check_for(&runtime, &namespace, &source, &bytes, world))
+    tokio::task::spawn_blocking(move || {
+        let spec = check_for(&runtime, &namespace, &source, &bytes, world)?;
+        // The namespace's targets share idle instances; no other namespace's do.
+        Ok(PolicySpec {
+            policy: spec.policy.shared_within(&namespace),
+            ..spec
+        })
+    })
 }
 
 /// Turns bytes into a checked policy for `world`: pin, compile (cached by

@@ -1,6 +1,10 @@
 //! Status conditions: what a person reading `kubectl describe` needs to act on.
 
-use super::crd::Condition;
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+
+use super::crd::{Condition, DecisionStatus, WasmAutoscalerStatus};
 
 /// The condition types an autoscaler reports.
 pub const READY: &str = "Ready";
@@ -89,6 +93,86 @@ impl Conditions {
     }
 }
 
+/// Whether `next` is worth a write over `previous`, the status the object has now.
+///
+/// A decision that comes out the same as the last one is not: its time, reason and
+/// forecast numbers move every tick, and writing them would cost an API write per
+/// autoscaler and tick. They are brought up to date once the written decision is
+/// older than `refresh` (a zero `refresh` writes every tick). Anything else that
+/// changed (replicas, limits, policies, conditions, generation) is written at once.
+pub fn worth_writing(
+    previous: &WasmAutoscalerStatus,
+    next: &WasmAutoscalerStatus,
+    now: Timestamp,
+    refresh: Duration,
+) -> bool {
+    if refresh.is_zero() || outcome(previous) != outcome(next) {
+        return true;
+    }
+    let written = previous
+        .last_decision
+        .as_ref()
+        .and_then(|d| d.time.parse::<Timestamp>().ok());
+    match written {
+        Some(t) => now.duration_since(t).unsigned_abs() >= refresh,
+        // No decision on either side, and nothing else changed.
+        None => false,
+    }
+}
+
+/// Fields of the status, and of a decision in it, that may be absent.
+const OPTIONAL_FIELDS: [&str; 8] = [
+    "observedGeneration",
+    "currentReplicas",
+    "desiredReplicas",
+    "lastScaleTime",
+    "lastDecision",
+    "shadowDecision",
+    "policies",
+    "conditions",
+];
+const OPTIONAL_DECISION_FIELDS: [&str; 4] =
+    ["proposedReplicas", "limits", "transition", "forecast"];
+
+/// A JSON merge patch that makes the object's status exactly `status`: a field it
+/// leaves out is set to null, since a merge patch keeps whatever it does not name
+/// (a limit, a shadow decision, a transition would otherwise outlive its decision).
+pub fn merge_patch(status: &WasmAutoscalerStatus) -> serde_json::Value {
+    let mut value = serde_json::to_value(status).expect("a status serializes");
+    fill_nulls(&mut value, &OPTIONAL_FIELDS);
+    for decision in ["lastDecision", "shadowDecision"] {
+        if value[decision].is_object() {
+            fill_nulls(&mut value[decision], &OPTIONAL_DECISION_FIELDS);
+        }
+    }
+    serde_json::json!({ "status": value })
+}
+
+fn fill_nulls(object: &mut serde_json::Value, fields: &[&str]) {
+    if let Some(map) = object.as_object_mut() {
+        for field in fields {
+            map.entry(*field).or_insert(serde_json::Value::Null);
+        }
+    }
+}
+
+/// The status without what moves at every tick of an unchanged decision.
+fn outcome(status: &WasmAutoscalerStatus) -> WasmAutoscalerStatus {
+    let strip = |d: &Option<DecisionStatus>| {
+        d.as_ref().map(|d| DecisionStatus {
+            time: String::new(),
+            reason: String::new(),
+            forecast: Vec::new(),
+            ..d.clone()
+        })
+    };
+    WasmAutoscalerStatus {
+        last_decision: strip(&status.last_decision),
+        shadow_decision: strip(&status.shadow_decision),
+        ..status.clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +191,139 @@ mod tests {
         c.set(READY, false, "TargetMissing", "gone");
         assert!(c.transitions(READY));
         assert_eq!(c.finish()[0].last_transition_time, "t2");
+    }
+
+    fn decided(time: &str, desired: u32, reason: &str) -> WasmAutoscalerStatus {
+        WasmAutoscalerStatus {
+            desired_replicas: Some(desired),
+            last_decision: Some(DecisionStatus {
+                time: time.into(),
+                desired_replicas: desired,
+                reason: reason.into(),
+                ..DecisionStatus::default()
+            }),
+            ..WasmAutoscalerStatus::default()
+        }
+    }
+
+    #[test]
+    fn an_unchanged_decision_is_written_only_once_it_is_older_than_the_refresh() {
+        let refresh = Duration::from_secs(300);
+        let at = |t: &str| t.parse::<Timestamp>().unwrap();
+        let written = decided("2026-01-01T00:00:00Z", 3, "rps 30.1 needs 3");
+        let same = decided("2026-01-01T00:00:15Z", 3, "rps 29.7 needs 3");
+        assert!(!worth_writing(
+            &written,
+            &same,
+            at("2026-01-01T00:00:15Z"),
+            refresh
+        ));
+        assert!(worth_writing(
+            &written,
+            &same,
+            at("2026-01-01T00:05:00Z"),
+            refresh
+        ));
+        assert!(worth_writing(
+            &written,
+            &same,
+            at("2026-01-01T00:00:15Z"),
+            Duration::ZERO
+        ));
+        let more = decided("2026-01-01T00:00:15Z", 4, "rps 40 needs 4");
+        assert!(worth_writing(
+            &written,
+            &more,
+            at("2026-01-01T00:00:15Z"),
+            refresh
+        ));
+    }
+
+    #[test]
+    fn a_changed_condition_or_policy_is_written_at_once() {
+        let refresh = Duration::from_secs(300);
+        let now = "2026-01-01T00:00:15Z".parse::<Timestamp>().unwrap();
+        let written = decided("2026-01-01T00:00:00Z", 3, "r");
+        let mut c = Conditions::new(&[], "t".into(), Some(1));
+        c.set(METRICS_AVAILABLE, false, "Unavailable", "rps: timed out");
+        let next = WasmAutoscalerStatus {
+            conditions: c.finish(),
+            ..written.clone()
+        };
+        assert!(worth_writing(&written, &next, now, refresh));
+        let next = WasmAutoscalerStatus {
+            observed_generation: Some(2),
+            ..written.clone()
+        };
+        assert!(worth_writing(&written, &next, now, refresh));
+        // Nothing decided yet, and nothing changed: no write.
+        let empty = WasmAutoscalerStatus::default();
+        assert!(!worth_writing(&empty, &empty.clone(), now, refresh));
+    }
+
+    #[test]
+    fn the_patch_clears_what_the_new_status_leaves_out() {
+        use crate::operator::crd::{ForecastStatus, LoadedPolicy};
+        let full_decision = DecisionStatus {
+            time: "t".into(),
+            proposed_replicas: Some(3),
+            desired_replicas: 2,
+            reason: "r".into(),
+            limits: vec!["StepLimited".into()],
+            transition: Some("activated".into()),
+            forecast: vec![ForecastStatus {
+                metric: "rps".into(),
+                horizon_seconds: 60.0,
+                value: 1.0,
+            }],
+        };
+        let mut c = Conditions::new(&[], "t".into(), Some(1));
+        c.set(READY, true, "Scaling", "m");
+        let full = WasmAutoscalerStatus {
+            observed_generation: Some(1),
+            current_replicas: Some(2),
+            desired_replicas: Some(2),
+            last_scale_time: Some("t".into()),
+            last_decision: Some(full_decision.clone()),
+            shadow_decision: Some(full_decision),
+            policies: vec![LoadedPolicy {
+                role: "decider".into(),
+                source: "s".into(),
+                digest: "d".into(),
+            }],
+            conditions: c.finish(),
+        };
+        // Every field that can be absent is named, so none can outlive its decision.
+        let written = serde_json::to_value(&full).unwrap();
+        let names = |v: &serde_json::Value| -> Vec<String> {
+            v.as_object().unwrap().keys().cloned().collect()
+        };
+        for key in names(&written) {
+            assert!(OPTIONAL_FIELDS.contains(&key.as_str()), "{key}");
+        }
+        for key in names(&written["lastDecision"]) {
+            assert!(
+                OPTIONAL_DECISION_FIELDS.contains(&key.as_str())
+                    || ["time", "desiredReplicas", "reason"].contains(&key.as_str()),
+                "{key}"
+            );
+        }
+
+        let bare = WasmAutoscalerStatus {
+            last_decision: Some(DecisionStatus {
+                limits: Vec::new(),
+                ..full.last_decision.clone().unwrap()
+            }),
+            shadow_decision: None,
+            ..full
+        };
+        let patch = merge_patch(&bare);
+        assert!(patch["status"]["shadowDecision"].is_null());
+        assert!(patch["status"]["lastDecision"]
+            .as_object()
+            .unwrap()
+            .contains_key("limits"));
+        assert!(patch["status"]["lastDecision"]["limits"].is_null());
+        assert_eq!(patch["status"]["currentReplicas"], 2);
     }
 }

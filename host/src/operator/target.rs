@@ -13,6 +13,7 @@ use kube::core::GroupVersionKind;
 use kube::{discovery, Api, Client};
 
 use super::crd::ScaleTargetRef;
+use super::pods::{PodCache, PodView};
 use super::Error;
 use crate::metrics::Endpoint;
 
@@ -57,6 +58,7 @@ impl Resolver {
         Ok(Target {
             api: Api::namespaced_with(client.clone(), namespace, &resource),
             pods: Api::namespaced(client.clone(), namespace),
+            namespace: namespace.to_string(),
             name: target.name.clone(),
             kind: target.kind.clone(),
         })
@@ -67,6 +69,7 @@ impl Resolver {
 pub struct Target {
     api: Api<DynamicObject>,
     pods: Api<Pod>,
+    namespace: String,
     name: String,
     kind: String,
 }
@@ -128,14 +131,19 @@ impl Target {
             .map(|_| ())
     }
 
-    /// Counts the pods matching `selector`; pods created less than `warmup`
-    /// ago, or not Ready, are warming.
+    /// Counts the pods matching `selector`, from `cache` when it can answer and
+    /// by a LIST otherwise; pods created less than `warmup` ago, or not Ready,
+    /// are warming.
     pub async fn pods(
         &self,
+        cache: &PodCache,
         selector: &str,
         warmup: std::time::Duration,
         now: Timestamp,
     ) -> Result<PodCounts, Error> {
+        if let Some(views) = cache.select(&self.namespace, selector) {
+            return Ok(count(views.iter().map(|v| &**v), warmup, now));
+        }
         let pods = self
             .pods
             .list(&ListParams::default().labels(selector))
@@ -144,43 +152,34 @@ impl Target {
                 action: format!("listing the pods of {}", self.describe()),
                 source: e,
             })?;
-        let mut counts = PodCounts::default();
-        for pod in pods.items {
-            if pod.metadata.deletion_timestamp.is_some() {
-                continue;
-            }
-            let status = pod.status.as_ref();
-            let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("");
-            if phase == "Succeeded" || phase == "Failed" {
-                continue;
-            }
-            let ready = status
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-            let started = status
-                .and_then(|s| s.start_time.as_ref())
-                .or(pod.metadata.creation_timestamp.as_ref())
-                .map(|t| t.0);
-            let warm = started
-                .is_some_and(|t| now.duration_since(t).as_secs_f64() >= warmup.as_secs_f64());
-            if ready && warm {
-                counts.ready += 1;
-            } else {
-                counts.warming += 1;
-            }
-            if let (Some(ip), Some(uid)) = (
-                status.and_then(|s| s.pod_ip.clone()),
-                pod.metadata.uid.clone(),
-            ) {
-                if ready {
-                    counts.endpoints.push(Endpoint {
-                        id: uid,
-                        host: ip,
-                        port: None,
-                    });
-                }
-            }
-        }
-        Ok(counts)
+        let views: Vec<PodView> = pods.items.iter().map(PodView::from).collect();
+        Ok(count(views.iter(), warmup, now))
     }
+}
+
+/// Splits pods into ready and warming, and finds the ready ones' addresses.
+fn count<'a>(
+    pods: impl Iterator<Item = &'a PodView>,
+    warmup: std::time::Duration,
+    now: Timestamp,
+) -> PodCounts {
+    let mut counts = PodCounts::default();
+    for pod in pods.filter(|p| !p.gone) {
+        let warm = pod
+            .started
+            .is_some_and(|t| now.duration_since(t).as_secs_f64() >= warmup.as_secs_f64());
+        if pod.ready && warm {
+            counts.ready += 1;
+        } else {
+            counts.warming += 1;
+        }
+        if let (true, Some(ip), Some(uid)) = (pod.ready, &pod.ip, &pod.uid) {
+            counts.endpoints.push(Endpoint {
+                id: uid.clone(),
+                host: ip.clone(),
+                port: None,
+            });
+        }
+    }
+    counts
 }

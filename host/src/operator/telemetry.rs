@@ -65,6 +65,7 @@ pub struct Metrics {
     reconcile_errors: Family<ErrorKind, Counter>,
     reloads: Family<Outcome, Counter>,
     refusals: Family<Refusal, Counter>,
+    status_writes: Family<Outcome, Counter>,
     leader: Gauge,
 }
 
@@ -131,6 +132,12 @@ impl Default for Metrics {
             "Tenant input refused by a rule (a file outside the allowed folders, an address egress does not allow, a Secret not granted, a component over the compile budget, an invalid spec), by namespace and reason; counted when reported",
             refusals.clone(),
         );
+        let status_writes = Family::<Outcome, Counter>::default();
+        registry.register(
+            "status_writes",
+            "Autoscaler statuses written, or left as they were because the decision did not change (outcome written, unchanged)",
+            status_writes.clone(),
+        );
         let leader = Gauge::default();
         registry.register(
             "leader",
@@ -149,6 +156,7 @@ impl Default for Metrics {
             reconcile_errors,
             reloads,
             refusals,
+            status_writes,
             leader,
         }
     }
@@ -211,6 +219,12 @@ impl Metrics {
                 reason,
             })
             .inc();
+    }
+
+    /// Counts a status written or, unchanged, not written.
+    pub fn status_write(&self, written: bool) {
+        let outcome = if written { "written" } else { "unchanged" };
+        self.status_writes.get_or_create(&Outcome { outcome }).inc();
     }
 
     /// Records how late a tick ran.

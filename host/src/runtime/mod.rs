@@ -3,10 +3,14 @@
 //! per-call deadline and a memory cap.
 //!
 //! Instance lifetime (see `docs/benchmarks.md` for the numbers behind it):
-//! an instance serves one target and is reused for that target's ticks while
-//! its calls succeed; after any failed call (trap, timeout, memory cap) it is
-//! dropped and the next call gets a fresh one. Targets never share an
-//! instance. [`InstanceMode::PerCall`] gives every call a fresh instance.
+//! an instance is reused while its calls succeed; after any failed call
+//! (trap, timeout, memory cap, error result) it is dropped and the next call
+//! gets a fresh one. The operator's policies are shared within a namespace
+//! ([`Policy::shared_within`]): their idle instances wait in a pool, under a
+//! memory budget, for the next call of any target in that namespace and of
+//! no other. Other policies keep one instance per target
+//! ([`InstanceMode::PerTarget`]); [`InstanceMode::PerCall`] gives every call
+//! a fresh instance.
 
 mod artifacts;
 pub mod bindings;
@@ -16,6 +20,7 @@ pub(crate) use disk_cache::{private_dir, write_atomically};
 mod error;
 mod isolate;
 mod policy;
+mod pool;
 mod queue;
 mod sandbox;
 pub mod synthetic;
@@ -36,9 +41,11 @@ pub use budget::{CompileBudget, Shape};
 pub use error::RuntimeError;
 pub use isolate::{worker_main, WorkerCommand};
 pub use policy::{Instance, InstanceMode, Policy, PolicyInfo, Session, World};
+pub use pool::PoolLimits;
 pub use sandbox::{GuestLine, Limits, LongHistory};
 
 use disk_cache::DiskCache;
+use pool::InstancePool;
 use queue::CompileQueue;
 use sandbox::Sandbox;
 
@@ -56,8 +63,10 @@ pub struct RuntimeConfig {
     pub deadline: Duration,
     /// Memory, table and output caps per instance.
     pub limits: Limits,
-    /// Whether instances are reused per target or made fresh for each call.
+    /// Whether instances are shared within a tenant, reused per target or made fresh for each call.
     pub instance_mode: InstanceMode,
+    /// How much idle guest memory the instance pool may keep.
+    pub pool: PoolLimits,
     /// A folder for compiled components, so a restart does not recompile;
     /// none keeps them in memory only.
     pub cache_dir: Option<PathBuf>,
@@ -76,7 +85,8 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             deadline: Duration::from_millis(50),
             limits: Limits::default(),
-            instance_mode: InstanceMode::PerTarget,
+            instance_mode: InstanceMode::PerTenant,
+            pool: PoolLimits::default(),
             cache_dir: None,
             compile_budget: CompileBudget::default(),
             compile_worker: None,
@@ -129,6 +139,8 @@ struct Inner {
     /// Python or JavaScript policy takes ~350 MB for seconds (and already
     /// uses every core), so several at once would only add memory.
     compile_queue: CompileQueue,
+    /// Idle instances of policies shared within a tenant.
+    pool: InstancePool,
     /// Digests whose compile was refused, with the reason.
     refused: Mutex<HashMap<Digest, RuntimeError>>,
     /// Compiled components kept across restarts, when configured.
@@ -177,6 +189,7 @@ impl Runtime {
         };
         let stop_ticker = Arc::new(AtomicBool::new(false));
         let compile_slots = config.compile_slots;
+        let pool = InstancePool::new(config.pool.clone());
         let inner = Arc::new(Inner {
             disk,
             disk_hits: Default::default(),
@@ -186,6 +199,7 @@ impl Runtime {
             compiled: Mutex::new(HashMap::new()),
             compiling: Mutex::new(HashMap::new()),
             compile_queue: CompileQueue::new(compile_slots),
+            pool,
             refused: Mutex::new(HashMap::new()),
             compilations: Default::default(),
             stop_ticker: stop_ticker.clone(),
@@ -197,6 +211,15 @@ impl Runtime {
     /// The runtime's settings.
     pub fn config(&self) -> &RuntimeConfig {
         &self.inner.config
+    }
+
+    fn pool(&self) -> &InstancePool {
+        &self.inner.pool
+    }
+
+    /// Idle pooled instances and the linear memory they hold, in bytes.
+    pub fn pooled(&self) -> (usize, usize) {
+        self.inner.pool.usage()
     }
 
     /// The number of epoch ticks a call may run for.

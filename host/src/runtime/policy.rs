@@ -34,11 +34,15 @@ impl std::fmt::Display for World {
     }
 }
 
-/// Whether an instance outlives a call.
+/// Whether an instance outlives a call, and who may call it next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum InstanceMode {
-    /// One instance per target, reused while its calls succeed and replaced after any failure.
+    /// Instances of a policy shared within a tenant ([`Policy::shared_within`]) are kept
+    /// idle in the runtime's pool between calls and serve any target of that tenant;
+    /// other policies keep one instance per target, as [`InstanceMode::PerTarget`].
     #[default]
+    PerTenant,
+    /// One instance per target, reused while its calls succeed and replaced after any failure.
     PerTarget,
     /// A fresh instance for every call.
     PerCall,
@@ -58,6 +62,8 @@ pub struct PolicyInfo {
 #[derive(Clone)]
 pub struct Policy {
     inner: Arc<PolicyInner>,
+    /// The tenant whose targets may share this policy's instances, if any.
+    tenant: Option<Arc<str>>,
 }
 
 struct PolicyInner {
@@ -121,7 +127,15 @@ impl Policy {
                 pre,
                 artifacts,
             }),
+            tenant: None,
         })
+    }
+
+    /// The same policy, whose instances the targets of `tenant` (a namespace) may share
+    /// when the runtime pools instances; no other tenant's target ever gets one of them.
+    pub fn shared_within(mut self, tenant: &str) -> Self {
+        self.tenant = Some(Arc::from(tenant));
+        self
     }
 
     /// Which world the component implements.
@@ -334,20 +348,34 @@ impl Session {
         &self.policy
     }
 
-    /// Runs `call` on a live instance; the instance is kept only if the call
-    /// succeeded and the runtime reuses instances.
+    /// Runs `call` on a live instance; the instance is kept (by the session, or
+    /// in the pool for its tenant) only if the call succeeded and the runtime
+    /// reuses instances.
     pub fn with<R>(
         &mut self,
         call: impl FnOnce(&mut Instance) -> Result<R, RuntimeError>,
     ) -> Result<R, RuntimeError> {
-        let mut instance = match self.instance.take() {
+        let runtime = &self.policy.inner.runtime;
+        let mode = runtime.config().instance_mode;
+        let pooled_for = match mode {
+            InstanceMode::PerTenant => self.policy.tenant.clone(),
+            _ => None,
+        };
+        let taken = match &pooled_for {
+            Some(tenant) => runtime.pool().take(tenant, self.policy.digest()),
+            None => self.instance.take(),
+        };
+        let mut instance = match taken {
             Some(i) => i,
             None => self.policy.instantiate()?,
         };
         let out = call(&mut instance);
-        let reuse = self.policy.inner.runtime.config().instance_mode == InstanceMode::PerTarget;
-        if out.is_ok() && reuse {
-            self.instance = Some(instance);
+        if out.is_ok() {
+            match (mode, pooled_for) {
+                (InstanceMode::PerCall, _) => {}
+                (_, Some(tenant)) => runtime.pool().put(tenant, instance),
+                _ => self.instance = Some(instance),
+            }
         }
         out
     }

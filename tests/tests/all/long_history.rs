@@ -17,7 +17,9 @@ use wasm_autoscaler::runtime::{Runtime, RuntimeConfig};
 use wasm_autoscaler::{bundled, safety::Behavior};
 
 use crate::guests::history_echo;
-use crate::operator::{deployment, eventually, start_operator, NS, WAIT};
+use crate::operator::{
+    deployment, eventually, start_operator, start_operator_writing_every_tick, NS, WAIT,
+};
 use crate::prometheus::prometheus;
 
 /// Seconds per long-history step in these tests.
@@ -81,7 +83,8 @@ async fn a_restarted_operator_refills_the_long_history_and_forecasts_as_before()
         "binaryData": {"predictor.wasm": base64(&history_echo())},
     }));
     server.create(autoscaler(&address));
-    let mut operator = Some(start_operator(&server, "solo", false));
+    // Each tick's forecast is read from its status write.
+    let mut operator = Some(start_operator_writing_every_tick(&server));
     // Three settled steps: the window is filling from Prometheus, step by step.
     eventually("three long-history steps", Duration::from_secs(60), || {
         views(&server)
@@ -99,7 +102,7 @@ async fn a_restarted_operator_refills_the_long_history_and_forecasts_as_before()
         // A status write the stopped replica had in flight lands before this mark.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let restarted = Instant::now();
-        operator = Some(start_operator(&server, "solo", false));
+        operator = Some(start_operator_writing_every_tick(&server));
         let first = eventually("the restarted operator's first decision", WAIT, || {
             views(&server)
                 .into_iter()

@@ -6,6 +6,7 @@ mod compile_cache;
 mod file_roots;
 mod guests;
 mod hpa_agreement;
+mod instances;
 mod languages;
 mod loading;
 mod long_history;

@@ -103,6 +103,16 @@ pub(crate) fn start_operator(server: &ApiServer, identity: &str, lease: bool) ->
     start_with(server, settings)
 }
 
+/// One replica without leader election that writes the status at every tick, for
+/// tests that read what each tick decided from the status writes.
+pub(crate) fn start_operator_writing_every_tick(server: &ApiServer) -> Operator {
+    let mut settings = Settings::new("solo");
+    settings.metric_timeout = Duration::from_secs(2);
+    settings.egress = loopback_egress();
+    settings.status_refresh = Duration::ZERO;
+    start_with(server, settings)
+}
+
 /// One replica that may read `file` sources inside `root` (what `--allow-file-root` sets).
 pub(crate) fn start_operator_reading(server: &ApiServer, root: &std::path::Path) -> Operator {
     let mut settings = Settings::new("solo");
@@ -219,6 +229,127 @@ pub(crate) fn scale_writes(server: &ApiServer, name: &str) -> Vec<u64> {
 }
 
 pub(crate) const WAIT: Duration = Duration::from_secs(20);
+
+/// Requests of `method` to paths containing `path` since `since`.
+fn requests_since(server: &ApiServer, method: &Method, path: &str, since: Instant) -> usize {
+    server
+        .seen_matching(method, path)
+        .iter()
+        .filter(|s| s.at >= since)
+        .count()
+}
+
+/// LISTs of pods by label selector (a tick's own look-up) since `since`.
+fn pod_lists_since(server: &ApiServer, since: Instant) -> usize {
+    server
+        .seen_matching(&Method::GET, "/pods")
+        .iter()
+        .filter(|s| {
+            s.at >= since && s.query.contains("labelSelector") && !s.query.contains("watch")
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_come_from_one_watch_and_from_a_list_only_without_it() {
+    for watch_granted in [true, false] {
+        let server = ApiServer::start().await;
+        let exporter = Exporter::start(40.0).await;
+        server.create(deployment("web", 1));
+        server.create(autoscaler("web", "web", exporter.port, json!({})));
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/operator/rbac.yaml");
+        let mut deployed = std::fs::read_to_string(path).unwrap();
+        if !watch_granted {
+            let granted = "resources: [\"pods\"]\n    verbs: [\"list\", \"watch\"]";
+            assert!(
+                deployed.contains(granted),
+                "the deployed RBAC grants a pod watch"
+            );
+            deployed = deployed.replace(granted, "resources: [\"pods\"]\n    verbs: [\"list\"]");
+        }
+        server.enforce_rbac(rbac::operator_grants(&[&deployed]));
+        let _op = start_operator(&server, "solo", false);
+        // The metric is averaged over the pods' own endpoints, so a scale-up needs the pods.
+        eventually("scale-up to 4", WAIT, || {
+            (replicas(&server, "web") == 4).then_some(())
+        })
+        .await;
+        exporter.set(15.0);
+        eventually("scale-down to 2 over the four pods", WAIT, || {
+            (replicas(&server, "web") == 2).then_some(())
+        })
+        .await;
+        let since = Instant::now();
+        eventually("three more ticks", WAIT, || {
+            (requests_since(&server, &Method::GET, "/deployments/web/scale", since) >= 3)
+                .then_some(())
+        })
+        .await;
+        let lists = pod_lists_since(&server, since);
+        if watch_granted {
+            assert_eq!(lists, 0, "pod LISTs over three ticks with the watch");
+        } else {
+            assert!(
+                lists >= 3,
+                "{lists} pod LISTs over three ticks without the watch"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_is_written_when_the_decision_changes_not_at_every_tick() {
+    let server = ApiServer::start().await;
+    let exporter = Exporter::start(40.0).await;
+    server.create(deployment("web", 1));
+    server.create(autoscaler("web", "web", exporter.port, json!({})));
+    let op = start_operator(&server, "solo", false);
+    eventually("the status of the scale-up to 4", WAIT, || {
+        (status(&server, "web")["currentReplicas"] == 4).then_some(())
+    })
+    .await;
+
+    // Every tick opens with a read of the target's scale; the decision (4) stays the same.
+    // Five ticks are over once the sixth has begun.
+    let steady = Instant::now();
+    eventually("five ticks", WAIT, || {
+        (requests_since(&server, &Method::GET, "/deployments/web/scale", steady) >= 6).then_some(())
+    })
+    .await;
+    let writes = requests_since(
+        &server,
+        &Method::PATCH,
+        "/wasmautoscalers/web/status",
+        steady,
+    );
+    assert_eq!(
+        writes, 0,
+        "status writes over five ticks of an unchanged decision"
+    );
+    let page = op.metrics.encode();
+    assert!(
+        metric_value(
+            &page,
+            "wasm_autoscaler_status_writes_total{outcome=\"unchanged\"}"
+        ) >= 5.0,
+        "{page}"
+    );
+
+    // A new decision is written at its tick.
+    exporter.set(15.0);
+    eventually("the status of the scale-down to 2", WAIT, || {
+        (status(&server, "web")["desiredReplicas"] == 2).then_some(())
+    })
+    .await;
+    assert!(
+        requests_since(
+            &server,
+            &Method::PATCH,
+            "/wasmautoscalers/web/status",
+            steady
+        ) >= 1
+    );
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scales_up_and_down_as_the_policy_decides_and_reports_it() {

@@ -1,6 +1,9 @@
 //! A decider for the host's tests: its config's `mode` picks a behaviour,
-//! from well-behaved and stateful to hostile (spinning, allocating without
-//! end, trapping, flooding its output, probing the sandbox).
+//! from well-behaved and stateful (in its state bytes or in its own memory)
+//! to hostile (spinning, allocating without end, trapping, flooding its
+//! output, probing the sandbox).
+
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde::Deserialize;
 use wasm_autoscaler_guest::{export_decider, log, DecideRequest, Decider, Decision};
@@ -12,6 +15,9 @@ pub struct Config {
 }
 
 pub struct Misbehave;
+
+/// Calls of mode `memory` this instance has served.
+static CALLS: AtomicU32 = AtomicU32::new(0);
 
 impl Decider for Misbehave {
     type Config = Config;
@@ -43,6 +49,11 @@ impl Decider for Misbehave {
                     format!("call {}", n + 1),
                     Some((n + 1).to_le_bytes().to_vec()),
                 ))
+            }
+            // Counts its calls in guest memory, which only a reused instance remembers.
+            "memory" => {
+                let n = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
+                Ok(decision(current, format!("instance call {n}"), None))
             }
             "spin" => {
                 let mut x: u64 = 0;
