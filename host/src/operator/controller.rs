@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
@@ -239,18 +239,10 @@ pub async fn run(
 ) {
     // A new term starts from what the cluster says, not from a previous term's memory.
     ctx.targets.lock().expect("targets lock").clear();
-    let (autoscalers, maps): (Api<WasmAutoscaler>, Api<ConfigMap>) = match &namespace {
-        Some(ns) => (
-            Api::namespaced(ctx.client.clone(), ns),
-            Api::namespaced(ctx.client.clone(), ns),
-        ),
-        None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
-    };
+    let autoscalers: Api<WasmAutoscaler> = watched(&ctx.client, &namespace);
+    let maps: Api<ConfigMap> = watched(&ctx.client, &namespace);
     // One watch of HorizontalPodAutoscalers instead of a LIST per autoscaler and tick.
-    let hpa_api: Api<HorizontalPodAutoscaler> = match &namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    };
+    let hpa_api: Api<HorizontalPodAutoscaler> = watched(&ctx.client, &namespace);
     let (hpas, hpa_writer) = reflector::store();
     *ctx.hpas.lock().expect("hpa store lock") = Some(hpas);
     let hpa_watch = tokio::spawn(
@@ -265,11 +257,7 @@ pub async fn run(
         }),
     );
     // One watch of pods instead of a LIST per autoscaler and tick.
-    let pod_api: Api<Pod> = match &namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    };
-    let pod_watch = ctx.pods.watch(pod_api);
+    let pod_watch = ctx.pods.watch(watched(&ctx.client, &namespace));
     let controller = Controller::new(autoscalers, watcher::Config::default().any_semantic());
     let (wake, woken) = futures::channel::mpsc::unbounded();
     *ctx.wake.lock().expect("wake lock") = Some(wake);
@@ -309,6 +297,18 @@ pub async fn run(
         .await;
     hpa_watch.abort();
     pod_watch.abort();
+}
+
+/// The API of `K` in the watched namespace, or in all of them.
+fn watched<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+where
+    K: Resource<Scope = kube::core::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
 }
 
 /// When the tick after an autoscaler's first is due: about one interval on, at
@@ -1283,9 +1283,9 @@ impl Tick<'_> {
             conditions: conditions.finish(),
             ..status
         };
-        let previous = self.obj.status.clone().unwrap_or_default();
+        let none = WasmAutoscalerStatus::default();
         if !status::worth_writing(
-            &previous,
+            self.obj.status.as_ref().unwrap_or(&none),
             &status,
             Timestamp::now(),
             self.ctx.status_refresh,

@@ -127,25 +127,22 @@ impl PodCache {
         if !index.ready {
             return None;
         }
-        // The smallest set an equality requirement allows; a selector without one scans the namespace.
+        // The smallest set of names an equality requirement allows (none when no pod has
+        // that label); a selector without one scans the namespace.
         let narrowest = requirements
             .iter()
             .filter_map(|r| match r {
-                Requirement::In(k, values) if values.len() == 1 => Some(
-                    index
-                        .by_label
-                        .get(&(namespace.to_string(), k.clone(), values[0].clone()))
-                        .map_or(0, HashSet::len),
-                )
-                .map(|n| (n, k, &values[0])),
+                Requirement::In(k, values) if values.len() == 1 => Some(index.by_label.get(&(
+                    namespace.to_string(),
+                    k.clone(),
+                    values[0].clone(),
+                ))),
                 _ => None,
             })
-            .min_by_key(|(n, ..)| *n);
+            .min_by_key(|names| names.map_or(0, HashSet::len));
         let matches = |view: &PodView| requirements.iter().all(|r| r.matches(&view.labels));
         let picked = match narrowest {
-            Some((_, k, v)) => index
-                .by_label
-                .get(&(namespace.to_string(), k.clone(), v.clone()))
+            Some(names) => names
                 .into_iter()
                 .flatten()
                 .filter_map(|name| index.pods.get(&(namespace.to_string(), name.clone())))

@@ -106,7 +106,7 @@ pub fn worth_writing(
     now: Timestamp,
     refresh: Duration,
 ) -> bool {
-    if refresh.is_zero() || outcome(previous) != outcome(next) {
+    if refresh.is_zero() || !same_outcome(previous, next) {
         return true;
     }
     let written = previous
@@ -156,20 +156,49 @@ fn fill_nulls(object: &mut serde_json::Value, fields: &[&str]) {
     }
 }
 
-/// The status without what moves at every tick of an unchanged decision.
-fn outcome(status: &WasmAutoscalerStatus) -> WasmAutoscalerStatus {
-    let strip = |d: &Option<DecisionStatus>| {
-        d.as_ref().map(|d| DecisionStatus {
-            time: String::new(),
-            reason: String::new(),
-            forecast: Vec::new(),
-            ..d.clone()
-        })
-    };
-    WasmAutoscalerStatus {
-        last_decision: strip(&status.last_decision),
-        shadow_decision: strip(&status.shadow_decision),
-        ..status.clone()
+/// Whether two statuses differ only in what moves at every tick of an unchanged
+/// decision. Compared in place (this runs at every tick); the field lists are
+/// exhaustive, so a new status field must be placed on one side or the other.
+fn same_outcome(a: &WasmAutoscalerStatus, b: &WasmAutoscalerStatus) -> bool {
+    let WasmAutoscalerStatus {
+        observed_generation,
+        current_replicas,
+        desired_replicas,
+        last_scale_time,
+        last_decision,
+        shadow_decision,
+        policies,
+        conditions,
+    } = a;
+    *observed_generation == b.observed_generation
+        && *current_replicas == b.current_replicas
+        && *desired_replicas == b.desired_replicas
+        && *last_scale_time == b.last_scale_time
+        && *policies == b.policies
+        && *conditions == b.conditions
+        && same_decision(last_decision, &b.last_decision)
+        && same_decision(shadow_decision, &b.shadow_decision)
+}
+
+fn same_decision(a: &Option<DecisionStatus>, b: &Option<DecisionStatus>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => {
+            let DecisionStatus {
+                time: _,
+                reason: _,
+                forecast: _,
+                proposed_replicas,
+                desired_replicas,
+                limits,
+                transition,
+            } = a;
+            *proposed_replicas == b.proposed_replicas
+                && *desired_replicas == b.desired_replicas
+                && *limits == b.limits
+                && *transition == b.transition
+        }
+        _ => false,
     }
 }
 
