@@ -1,10 +1,14 @@
 //! Many autoscalers in one operator: the release build of the operator, run
 //! as its own process, against the in-process API server holding N
-//! `WasmAutoscaler` objects and their Deployments, a 15 s interval, metrics
+//! `WasmAutoscaler` objects and their targets (eight in ten Deployments, one
+//! in ten StatefulSets, one in ten a custom resource with a `scale`
+//! subresource shaped like Argo Rollouts' `Rollout`), a 15 s interval, metrics
 //! scraped from one loopback exporter. The mix: half on the bundled
-//! `forecast` decider with the `ewma-trend` predictor, four in ten on the
-//! bundled `hpa` decider alone, one in ten on a ConfigMap component (100
-//! distinct digests, so 100 compiles at start).
+//! `forecast` decider with the `ewma-trend` predictor (one in 250 with the
+//! Python build of `ewma-trend` instead, mounted as a file, when
+//! `scripts/build-policies` has built it), four in ten on the bundled `hpa`
+//! decider alone, one in ten on a ConfigMap component (100 distinct digests,
+//! so 100 compiles at start).
 //!
 //! Printed, side by side: time from operator start to every object's first
 //! decision (compiles included), then over a steady window: the operator
@@ -27,8 +31,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use wasm_autoscaler::bundled;
+use wasm_autoscaler::runtime::Digest;
 use wasm_autoscaler_tests::apiserver::ApiServer;
-use wasm_autoscaler_tests::fixtures::{base64, variant};
+use wasm_autoscaler_tests::fixtures::{base64, built_policy, built_policy_path, variant};
 
 const NS: &str = "default";
 const INTERVAL_S: f64 = 15.0;
@@ -38,27 +43,45 @@ const EXPORTER_IP: &str = "127.0.0.2";
 /// Distinct ConfigMap components.
 const DIGESTS: usize = 100;
 
+/// The Python build of `ewma-trend`, as a file source: its path and sha256.
+type PythonPolicy = Option<(String, String)>;
+
 /// The decider (and predictor) of object `i`.
-fn policies(i: usize) -> Value {
+fn policies(i: usize, python: &PythonPolicy) -> Value {
     let forecast = json!({"metric": "rps", "capacityPerPod": 10});
-    match i % 10 {
-        0 => json!({"decider": {
+    match (i % 10, python) {
+        (0, _) => json!({"decider": {
             "configMapRef": {"name": format!("policy-{}", (i / 10) % DIGESTS), "key": "decider.wasm"},
             "config": forecast}}),
-        1..=5 => json!({"predictor": {"bundled": "ewma-trend"},
+        (1, Some((path, sha256))) if i % 250 == 1 => json!({
+            "predictor": {"file": path, "sha256": sha256},
+            "decider": {"bundled": "forecast", "config": forecast}}),
+        (1..=5, _) => json!({"predictor": {"bundled": "ewma-trend"},
                         "decider": {"bundled": "forecast", "config": forecast}}),
-        _ => json!({"decider": {"bundled": "hpa", "config": {"metric": "rps", "target": 10}}}),
+        // The exporter's value is per pod and does not fall as pods are added, so HPA's
+        // target is the steady load itself: it holds until the load steps up.
+        _ => json!({"decider": {"bundled": "hpa", "config": {"metric": "rps", "target": 40}}}),
     }
 }
 
-fn autoscaler(i: usize, port: u16) -> Value {
+/// The target of object `i`: API version and kind.
+fn target_kind(i: usize) -> (&'static str, &'static str) {
+    match i % 10 {
+        7 => ("apps/v1", "StatefulSet"),
+        8 => ("argoproj.io/v1alpha1", "Rollout"),
+        _ => ("apps/v1", "Deployment"),
+    }
+}
+
+fn autoscaler(i: usize, port: u16, python: &PythonPolicy) -> Value {
+    let (api_version, kind) = target_kind(i);
     let mut spec = json!({
-        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": format!("w{i}")},
+        "scaleTargetRef": {"apiVersion": api_version, "kind": kind, "name": format!("w{i}")},
         "minReplicas": 1, "maxReplicas": 20, "interval": format!("{INTERVAL_S}s"), "warmup": "0s",
         "metrics": [{"name": "rps", "scrape": {"port": port, "metric": "rps",
                                                "endpoints": [format!("{EXPORTER_IP}:{port}")]}}],
     });
-    for (k, v) in policies(i).as_object().unwrap() {
+    for (k, v) in policies(i, python).as_object().unwrap() {
         spec[k] = v.clone();
     }
     json!({
@@ -68,9 +91,10 @@ fn autoscaler(i: usize, port: u16) -> Value {
     })
 }
 
-fn deployment(i: usize) -> Value {
+fn workload(i: usize) -> Value {
+    let (api_version, kind) = target_kind(i);
     json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
+        "apiVersion": api_version, "kind": kind,
         "metadata": {"name": format!("w{i}"), "namespace": NS},
         "spec": {"replicas": 4, "selector": {"matchLabels": {"app": format!("w{i}")}}},
     })
@@ -127,7 +151,7 @@ impl Drop for TempDir {
 }
 
 impl Operator {
-    fn start(server: &ApiServer) -> Self {
+    fn start(server: &ApiServer, python: &PythonPolicy) -> Self {
         // This bench runs from target/release/deps; the operator is built beside it.
         let binary = std::env::current_exe()
             .ok()
@@ -146,6 +170,14 @@ impl Operator {
             .args(["--listen", &listen.to_string()])
             // The exporter is on loopback.
             .args(["--egress-allow", "127.0.0.0/8"])
+            // The folder of the Python policy file, when there is one.
+            .args(python.iter().flat_map(|(path, _)| {
+                let folder = std::path::Path::new(path).parent().expect("a folder");
+                [
+                    "--allow-file-root".to_string(),
+                    folder.display().to_string(),
+                ]
+            }))
             // More flags for the operator, e.g. `--instance-pool-mib 0`.
             .args(
                 std::env::var("SCALE_OPERATOR_ARGS")
@@ -221,15 +253,26 @@ async fn run(n: usize, steady_s: u64) {
             "binaryData": {"decider.wasm": base64(&variant(bundled::FORECAST, &format!("d{d}")))},
         }));
     }
+    let python: PythonPolicy = match built_policy("python") {
+        Ok(bytes) => Some((
+            built_policy_path("python").display().to_string(),
+            Digest::of(&bytes).hex(),
+        )),
+        Err(e) => {
+            println!("no Python objects in the mix: {e}");
+            None
+        }
+    };
     for i in 0..n {
-        server.create(deployment(i));
-        server.create(autoscaler(i, port));
+        server.create(workload(i));
+        server.create(autoscaler(i, port, &python));
     }
     let (server_rss, _) = process_usage("self");
-    println!("{n} autoscalers, interval {INTERVAL_S} s; the API server and the exporter hold {server_rss:.0} MiB");
+    let pythons = (0..n).filter(|i| python.is_some() && i % 250 == 1).count();
+    println!("{n} autoscalers ({pythons} on the Python ewma-trend), interval {INTERVAL_S} s; the API server and the exporter hold {server_rss:.0} MiB");
 
     let started = Instant::now();
-    let operator = Operator::start(&server);
+    let operator = Operator::start(&server, &python);
     let pid = operator.child.id().to_string();
     // Every object's first decision.
     loop {
@@ -295,6 +338,21 @@ async fn run(n: usize, steady_s: u64) {
         s.at >= stepped && s.method == "PATCH" && s.path.ends_with("/scale") && s.status == 200
     }) {
         first_scale.entry(s.path.clone()).or_insert(s.at);
+    }
+    // Which objects did not scale, by target kind and policy (i mod 10), to say where to look.
+    let mut missing: BTreeMap<(&str, usize), usize> = BTreeMap::new();
+    for i in 0..n {
+        if !first_scale
+            .keys()
+            .any(|p| p.ends_with(&format!("/w{i}/scale")))
+        {
+            *missing.entry((target_kind(i).1, i % 10)).or_default() += 1;
+        }
+    }
+    if !missing.is_empty() {
+        println!(
+            "not scaled after the step (target kind, object number mod 10: count): {missing:?}"
+        );
     }
     let mut latencies: Vec<f64> = first_scale
         .values()

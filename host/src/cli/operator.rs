@@ -31,9 +31,15 @@ pub struct RunArgs {
     /// Scale without leader election (only for a single replica).
     #[arg(long)]
     no_leader_election: bool,
-    /// Name of the Lease that elects the leader.
+    /// Name of the Lease that elects the leader; with several shards, the prefix of the
+    /// shard Leases (`NAME-I-of-N`) and of each replica's member Lease (`NAME-member-…`).
     #[arg(long, default_value = "wasm-autoscaler-leader")]
     lease_name: String,
+    /// Split the autoscalers into this many shards, each held through its own Lease by one
+    /// live replica; the replicas share them evenly. Every replica must run with the same
+    /// count (while some disagree, none acts). 1 is plain leader election.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    shards: u32,
     /// Namespace of the Lease; the pod's own namespace in a cluster.
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     lease_namespace: String,
@@ -105,6 +111,7 @@ pub fn run(args: RunArgs, sandbox: &SandboxArgs) -> Result<()> {
                 identity: identity.clone(),
                 duration: args.lease_duration,
                 renew_every: args.lease_duration / 3,
+                shards: args.shards,
             }),
             identity,
             metric_timeout: args.metric_timeout,

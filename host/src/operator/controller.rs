@@ -30,6 +30,7 @@ use super::evaluator::Evaluator;
 use super::load_gate::{LoadGate, LoadPermit};
 use super::pods::PodCache;
 use super::policies::{self, LoadError};
+use super::shards::{Claim, Ownership};
 use super::status::{self, Conditions, METRICS_AVAILABLE, POLICY_LOADED, READY, SCALING_LIMITED};
 use super::target::{PodCounts, Resolver, Target};
 use super::telemetry::Metrics;
@@ -75,8 +76,12 @@ pub struct Context {
     pods: Arc<PodCache>,
     /// The threads policy calls run on.
     evaluator: Evaluator,
-    /// Asks the running controller for a round now (a policy finished compiling).
-    wake: Mutex<Option<futures::channel::mpsc::UnboundedSender<()>>>,
+    /// Asks the controller for a round now (a policy finished compiling, a shard was taken).
+    wake: futures::channel::mpsc::UnboundedSender<()>,
+    /// The other end of `wake`, taken by the running controller; a wake sent before it runs waits.
+    woken: Mutex<Option<futures::channel::mpsc::UnboundedReceiver<()>>>,
+    /// Which autoscalers this replica may act on.
+    ownership: Arc<Ownership>,
     /// How old an unchanged decision in the status may grow before it is written again.
     status_refresh: Duration,
 }
@@ -87,8 +92,10 @@ impl Context {
         client: Client,
         runtime: Arc<Runtime>,
         metrics: Arc<Metrics>,
+        ownership: Arc<Ownership>,
         settings: &Settings,
     ) -> Self {
+        let (wake, woken) = futures::channel::mpsc::unbounded();
         let reporter = Reporter {
             controller: "wasm-autoscaler".into(),
             instance: Some(settings.identity.clone()),
@@ -102,7 +109,9 @@ impl Context {
             fetcher: Fetcher::new(settings.metric_timeout, settings.egress.clone()),
             targets: Mutex::new(HashMap::new()),
             dirty: Mutex::new(Default::default()),
-            wake: Mutex::new(None),
+            wake,
+            woken: Mutex::new(Some(woken)),
+            ownership,
             hpas: Mutex::new(None),
             pods: Arc::default(),
             evaluator: Evaluator::new(
@@ -131,7 +140,9 @@ impl Context {
 
     fn state(&self, key: ObjectRef<WasmAutoscaler>) -> Arc<tokio::sync::Mutex<TargetState>> {
         let mut targets = self.targets.lock().expect("targets lock");
-        Arc::clone(targets.entry(key).or_default())
+        let state = Arc::clone(targets.entry(key).or_default());
+        self.metrics.set_owned(targets.len());
+        state
     }
 
     fn mark_dirty(&self, key: ObjectRef<WasmAutoscaler>) {
@@ -153,13 +164,19 @@ impl Context {
     /// Reconciles `key` at once, policy changed, as a labelled ConfigMap's change does.
     fn wake(&self, key: ObjectRef<WasmAutoscaler>) {
         self.mark_dirty(key);
-        if let Some(tx) = self.wake.lock().expect("wake lock").as_ref() {
-            let _ = tx.unbounded_send(());
-        }
+        let _ = self.wake.unbounded_send(());
+    }
+
+    /// Reconciles every autoscaler now: those of a shard just taken start evaluating.
+    pub fn wake_all(&self) {
+        let _ = self.wake.unbounded_send(());
     }
 
     fn forget(&self, key: &ObjectRef<WasmAutoscaler>) {
-        self.targets.lock().expect("targets lock").remove(key);
+        let mut targets = self.targets.lock().expect("targets lock");
+        if targets.remove(key).is_some() {
+            self.metrics.set_owned(targets.len());
+        }
     }
 
     /// Counts a refusal of `namespace`'s input and warns on its object.
@@ -200,6 +217,8 @@ type LoadedEntry = (&'static str, String, String, Digest);
 /// What the operator remembers about one autoscaler between ticks.
 #[derive(Default)]
 struct TargetState {
+    /// The term of the shard claim this state was built under.
+    term: Option<u64>,
     generation: Option<i64>,
     /// The loaded policies.
     loaded: Vec<LoadedEntry>,
@@ -259,8 +278,12 @@ pub async fn run(
     // One watch of pods instead of a LIST per autoscaler and tick.
     let pod_watch = ctx.pods.watch(watched(&ctx.client, &namespace));
     let controller = Controller::new(autoscalers, watcher::Config::default().any_semantic());
-    let (wake, woken) = futures::channel::mpsc::unbounded();
-    *ctx.wake.lock().expect("wake lock") = Some(wake);
+    let woken = ctx
+        .woken
+        .lock()
+        .expect("wake lock")
+        .take()
+        .expect("one controller runs per context");
     let store = controller.store();
     let marker = Arc::clone(&ctx);
     let file_changes = ctx.files.changes();
@@ -366,9 +389,22 @@ async fn reconcile(obj: Arc<WasmAutoscaler>, ctx: Arc<Context>) -> Result<Action
     }
     let namespace = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
+    let Some(claim) = ctx.ownership.owns(&namespace, &name) else {
+        // Another replica's shard, or none held yet: taking a shard wakes every autoscaler.
+        ctx.forget(&key);
+        return Ok(Action::await_change());
+    };
     let span = tracing::info_span!("tick", namespace = %namespace, name = %name);
     let state = ctx.state(key.clone());
     let mut state = state.lock().await;
+    if state.term != Some(claim.term) {
+        // Taken (again) under a new term: start from what the cluster says, not from
+        // what this replica remembers from before another replica held it.
+        *state = TargetState {
+            term: Some(claim.term),
+            ..TargetState::default()
+        };
+    }
     let interval = obj
         .spec
         .validate()
@@ -396,6 +432,7 @@ async fn reconcile(obj: Arc<WasmAutoscaler>, ctx: Arc<Context>) -> Result<Action
         ctx: &ctx,
         obj: &obj,
         namespace: &namespace,
+        claim,
     };
     let result = tracing::Instrument::instrument(tick.run(&mut state), span).await;
     // Due one interval after this tick began, not after it ended, so ticks do not drift.
@@ -409,6 +446,8 @@ struct Tick<'a> {
     ctx: &'a Arc<Context>,
     obj: &'a WasmAutoscaler,
     namespace: &'a str,
+    /// The shard this replica acts under; every write checks it still holds.
+    claim: Claim,
 }
 
 impl Tick<'_> {
@@ -424,6 +463,8 @@ impl Tick<'_> {
             last_decision: previous.last_decision.clone(),
             shadow_decision: previous.shadow_decision.clone(),
             policies: previous.policies.clone(),
+            owned_by: Some(self.ctx.ownership.identity().to_string()),
+            shard: Some(self.claim.shard),
             ..WasmAutoscalerStatus::default()
         };
 
@@ -1219,7 +1260,14 @@ impl Tick<'_> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match target.set_replicas(to).await {
+            let Some(held) = self.ctx.ownership.hold(self.claim).await else {
+                return Err(format!(
+                    "not scaled from {from} to {to}: this replica no longer owns the autoscaler's shard"
+                ));
+            };
+            let sent = target.set_replicas(to).await;
+            drop(held);
+            match sent {
                 Ok(()) => break,
                 Err(e) => {
                     let retriable = matches!(&e, kube::Error::Api(s) if s.code == 409 || s.code == 429 || s.code >= 500)
@@ -1293,6 +1341,10 @@ impl Tick<'_> {
             self.ctx.metrics.status_write(false);
             return Ok(());
         }
+        let Some(_held) = self.ctx.ownership.hold(self.claim).await else {
+            // The shard moved on; its new owner writes the status.
+            return Ok(());
+        };
         self.ctx.metrics.status_write(true);
         let api: Api<WasmAutoscaler> = Api::namespaced(self.ctx.client.clone(), self.namespace);
         // A merge patch of the status alone: spec edits made meanwhile are untouched.

@@ -780,6 +780,12 @@ pub struct WasmAutoscalerStatus {
     /// `Ready`, `PolicyLoaded`, `MetricsAvailable`, `ScalingLimited`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// The operator replica that evaluates this autoscaler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owned_by: Option<String>,
+    /// The shard this autoscaler belongs to (see the operator's `--shards`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<u32>,
 }
 
 /// One evaluation's outcome.

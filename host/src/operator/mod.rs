@@ -1,17 +1,18 @@
 //! The Kubernetes operator: the `WasmAutoscaler` resource ([`crd`]), the
 //! controller that evaluates each one every `interval` ([`controller`]),
 //! the workload it scales ([`target`]), policy loading ([`policies`]),
-//! leader election ([`leader`]) and the operator's own metrics and health
-//! endpoints ([`telemetry`]).
+//! sharding across replicas through Leases ([`shards`], [`lease`]) and the
+//! operator's own metrics and health endpoints ([`telemetry`]).
 
 pub mod controller;
 pub mod crd;
 mod evaluator;
 mod files;
-pub mod leader;
+pub mod lease;
 pub mod load_gate;
 pub mod pods;
 pub mod policies;
+pub mod shards;
 pub mod status;
 pub mod target;
 pub mod telemetry;
@@ -32,7 +33,7 @@ use crate::registry::RegistrySettings;
 use crate::runtime::Runtime;
 
 pub use controller::Context;
-pub use leader::LeaseSettings;
+pub use lease::LeaseSettings;
 
 /// Why a reconcile could not finish.
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +63,7 @@ impl Error {
 pub struct Settings {
     /// Watch only this namespace; all namespaces when absent.
     pub namespace: Option<String>,
-    /// Leader election; without it this replica scales on its own.
+    /// Leader election and sharding; without it this replica scales every autoscaler on its own.
     pub lease: Option<LeaseSettings>,
     /// Name in Events and the lease.
     pub identity: String,
@@ -151,8 +152,8 @@ pub async fn api_server_addresses(client: &Client, cluster_url: &http::Uri) -> V
     found
 }
 
-/// Runs the operator until `shutdown` completes: with a lease, only while
-/// this replica leads.
+/// Runs the operator until `shutdown` completes: with leases, acting only on
+/// the autoscalers of the shards this replica holds.
 pub async fn run(
     client: Client,
     runtime: Arc<Runtime>,
@@ -160,27 +161,33 @@ pub async fn run(
     metrics: Arc<telemetry::Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
+    let ownership = Arc::new(match &settings.lease {
+        None => shards::Ownership::everything(&settings.identity),
+        Some(lease) => shards::Ownership::sharded(&settings.identity, lease.shards),
+    });
     let ctx = Arc::new(Context::new(
         client.clone(),
         runtime,
         Arc::clone(&metrics),
+        Arc::clone(&ownership),
         &settings,
     ));
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+    let controller = controller::run(
+        Arc::clone(&ctx),
+        settings.namespace.clone(),
+        shutdown.clone(),
+    );
     match settings.lease.clone() {
         None => {
-            metrics.set_leader(true);
-            controller::run(ctx, settings.namespace.clone(), shutdown).await;
+            metrics.set_shards(1, &[0]);
+            controller.await;
         }
         Some(lease) => {
-            let work = || {
-                controller::run(
-                    Arc::clone(&ctx),
-                    settings.namespace.clone(),
-                    shutdown.clone(),
-                )
-            };
-            leader::run_while_leader(client, lease, &metrics, work, shutdown.clone()).await;
+            // Standby replicas keep their watches warm, so a shard taken over is evaluated at once.
+            let gained = move || ctx.wake_all();
+            let leases = shards::run(client, lease, ownership, metrics, gained, shutdown);
+            futures::future::join(controller, leases).await;
         }
     }
 }

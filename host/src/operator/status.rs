@@ -121,7 +121,7 @@ pub fn worth_writing(
 }
 
 /// Fields of the status, and of a decision in it, that may be absent.
-const OPTIONAL_FIELDS: [&str; 8] = [
+const OPTIONAL_FIELDS: [&str; 10] = [
     "observedGeneration",
     "currentReplicas",
     "desiredReplicas",
@@ -130,6 +130,8 @@ const OPTIONAL_FIELDS: [&str; 8] = [
     "shadowDecision",
     "policies",
     "conditions",
+    "ownedBy",
+    "shard",
 ];
 const OPTIONAL_DECISION_FIELDS: [&str; 4] =
     ["proposedReplicas", "limits", "transition", "forecast"];
@@ -169,6 +171,8 @@ fn same_outcome(a: &WasmAutoscalerStatus, b: &WasmAutoscalerStatus) -> bool {
         shadow_decision,
         policies,
         conditions,
+        owned_by,
+        shard,
     } = a;
     *observed_generation == b.observed_generation
         && *current_replicas == b.current_replicas
@@ -176,6 +180,8 @@ fn same_outcome(a: &WasmAutoscalerStatus, b: &WasmAutoscalerStatus) -> bool {
         && *last_scale_time == b.last_scale_time
         && *policies == b.policies
         && *conditions == b.conditions
+        && *owned_by == b.owned_by
+        && *shard == b.shard
         && same_decision(last_decision, &b.last_decision)
         && same_decision(shadow_decision, &b.shadow_decision)
 }
@@ -321,7 +327,16 @@ mod tests {
                 digest: "d".into(),
             }],
             conditions: c.finish(),
+            owned_by: Some("replica-a".into()),
+            shard: Some(3),
         };
+        // Another replica taking the autoscaler over is news worth writing.
+        let moved = WasmAutoscalerStatus {
+            owned_by: Some("replica-b".into()),
+            ..full.clone()
+        };
+        assert!(same_outcome(&full, &full));
+        assert!(!same_outcome(&full, &moved));
         // Every field that can be absent is named, so none can outlive its decision.
         let written = serde_json::to_value(&full).unwrap();
         let names = |v: &serde_json::Value| -> Vec<String> {

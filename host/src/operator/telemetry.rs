@@ -67,6 +67,13 @@ pub struct Metrics {
     refusals: Family<Refusal, Counter>,
     status_writes: Family<Outcome, Counter>,
     leader: Gauge,
+    shard_held: Family<Shard, Gauge>,
+    owned: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Shard {
+    shard: String,
 }
 
 impl Default for Metrics {
@@ -141,8 +148,20 @@ impl Default for Metrics {
         let leader = Gauge::default();
         registry.register(
             "leader",
-            "1 while this replica holds the leader lease",
+            "1 while this replica holds the leader lease, or with several shards any shard lease",
             leader.clone(),
+        );
+        let shard_held = Family::<Shard, Gauge>::default();
+        registry.register(
+            "shard_held",
+            "1 for each shard whose lease this replica holds (an autoscaler's status names its shard and owner)",
+            shard_held.clone(),
+        );
+        let owned = Gauge::default();
+        registry.register(
+            "owned_autoscalers",
+            "Autoscalers this replica evaluates now",
+            owned.clone(),
         );
         Metrics {
             registry,
@@ -158,6 +177,8 @@ impl Default for Metrics {
             refusals,
             status_writes,
             leader,
+            shard_held,
+            owned,
         }
     }
 }
@@ -244,9 +265,21 @@ impl Metrics {
         self.reloads.get_or_create(&Outcome { outcome }).inc();
     }
 
-    /// Sets whether this replica leads.
-    pub fn set_leader(&self, leading: bool) {
-        self.leader.set(i64::from(leading));
+    /// Sets which of `count` shards this replica holds.
+    pub fn set_shards(&self, count: u32, held: &[u32]) {
+        self.leader.set(i64::from(!held.is_empty()));
+        for shard in 0..count {
+            self.shard_held
+                .get_or_create(&Shard {
+                    shard: shard.to_string(),
+                })
+                .set(i64::from(held.contains(&shard)));
+        }
+    }
+
+    /// Sets how many autoscalers this replica evaluates.
+    pub fn set_owned(&self, count: usize) {
+        self.owned.set(count as i64);
     }
 
     /// The metrics in the OpenMetrics text format.

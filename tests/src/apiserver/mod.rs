@@ -51,6 +51,8 @@ pub struct Seen {
     /// The status it was answered with.
     pub status: u16,
     pub body: String,
+    /// Who sent it: the bearer token's user (see [`ApiServer::client_as`]), empty without one.
+    pub user: String,
     /// When it arrived.
     pub at: std::time::Instant,
 }
@@ -128,10 +130,25 @@ impl ApiServer {
 
     /// A kube client talking to this server, with `default` as its namespace.
     pub fn client(&self) -> kube::Client {
+        kube::Client::try_from(self.config()).expect("client for the test server")
+    }
+
+    /// A client that authenticates as `user` (a bearer token naming it), so the
+    /// requests it sends are told apart in [`ApiServer::seen`].
+    pub fn client_as(&self, user: &str) -> kube::Client {
+        let mut config = self.config();
+        config.headers.push((
+            axum::http::header::AUTHORIZATION,
+            format!("Bearer {user}").parse().expect("a header value"),
+        ));
+        kube::Client::try_from(config).expect("client for the test server")
+    }
+
+    fn config(&self) -> kube::Config {
         let mut config = kube::Config::new(self.url().parse().expect("valid URL"));
         config.default_namespace = "default".into();
         config.read_timeout = Some(Duration::from_secs(30));
-        kube::Client::try_from(config).expect("client for the test server")
+        config
     }
 
     /// Creates an object (JSON with apiVersion, kind, metadata.name and namespace).
@@ -288,13 +305,13 @@ impl ApiServer {
     }
 
     fn after_write(&self, res: &'static Resource, namespace: &str, object: &Value) {
-        if res.kind == "Deployment" {
+        if res.scale {
             let age = *self.shared.pod_age.lock().unwrap();
             self.shared
                 .store
                 .lock()
                 .unwrap()
-                .reconcile_pods(namespace, object, age);
+                .reconcile_pods(res, namespace, object, age);
         }
         self.flush();
     }
@@ -330,6 +347,13 @@ struct Target<'a> {
 async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let at = std::time::Instant::now();
     let method = request.method().clone();
+    let user = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_string();
     let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or("").to_string();
     let body = axum::body::to_bytes(request.into_body(), 16 << 20)
@@ -358,6 +382,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         query,
         status,
         body: String::from_utf8_lossy(&body).into_owned(),
+        user,
         at,
     });
     response
@@ -531,16 +556,20 @@ async fn object_request(
     };
     if method != Method::GET {
         if let Ok(object) = &result {
-            let deployment = if res.kind == "Deployment" {
-                Some(object.clone())
+            let workload = if !res.scale || target.sub == Some("status") {
+                None
             } else if target.sub == Some("scale") {
                 shared.store.lock().unwrap().get(res, ns, name)
             } else {
-                None
+                Some(object.clone())
             };
-            if let Some(d) = deployment {
+            if let Some(w) = workload {
                 let age = *shared.pod_age.lock().unwrap();
-                shared.store.lock().unwrap().reconcile_pods(ns, &d, age);
+                shared
+                    .store
+                    .lock()
+                    .unwrap()
+                    .reconcile_pods(res, ns, &w, age);
             }
         }
         flush(shared);

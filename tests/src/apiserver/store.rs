@@ -17,6 +17,9 @@ pub struct Resource {
     pub status: bool,
     /// Has a `scale` subresource.
     pub scale: bool,
+    /// The scale's selector is read from `status.selector` (a custom resource's
+    /// `labelSelectorPath`, as Argo Rollouts declares it), not from `spec.selector`.
+    pub selector_in_status: bool,
 }
 
 impl Resource {
@@ -44,6 +47,7 @@ const fn res(
         kind,
         status,
         scale,
+        selector_in_status: false,
     }
 }
 
@@ -53,6 +57,11 @@ pub static RESOURCES: &[Resource] = &[
     res("", "v1", "configmaps", "ConfigMap", false, false),
     res("apps", "v1", "deployments", "Deployment", true, true),
     res("apps", "v1", "statefulsets", "StatefulSet", true, true),
+    // A custom resource with a `scale` subresource, shaped like Argo Rollouts' `Rollout`.
+    Resource {
+        selector_in_status: true,
+        ..res("argoproj.io", "v1alpha1", "rollouts", "Rollout", true, true)
+    },
     res(
         "autoscaling",
         "v2",
@@ -313,15 +322,14 @@ impl Store {
         let w = self
             .get(res, ns, name)
             .ok_or_else(|| Error::not_found(res, name))?;
-        let selector = w["spec"]["selector"]["matchLabels"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .unwrap_or_default();
+        let selector = if res.selector_in_status {
+            w["status"]["selector"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        } else {
+            match_labels(&w)
+        };
         Ok(json!({
             "apiVersion": "autoscaling/v1", "kind": "Scale",
             "metadata": {"name": name, "namespace": ns,
@@ -357,12 +365,17 @@ impl Store {
         self.scale(res, ns, name)
     }
 
-    /// Keeps a Deployment's pods in line with its replicas, as the
-    /// ReplicaSet controller and kubelet would; new pods started `age` ago
-    /// and are Ready at once.
-    pub fn reconcile_pods(&mut self, ns: &str, deployment: &Value, age: Duration) {
-        let by_kind = |kind| RESOURCES.iter().find(|r| r.kind == kind).expect("served");
-        let (pods_res, deploy_res) = (by_kind("Pod"), by_kind("Deployment"));
+    /// Keeps a scalable workload's pods in line with its replicas, as its
+    /// controller (ReplicaSet, StatefulSet, Rollout) and kubelet would; new pods
+    /// started `age` ago and are Ready at once.
+    pub fn reconcile_pods(
+        &mut self,
+        deploy_res: &'static Resource,
+        ns: &str,
+        deployment: &Value,
+        age: Duration,
+    ) {
+        let pods_res = RESOURCES.iter().find(|r| r.kind == "Pod").expect("served");
         let name = deployment["metadata"]["name"]
             .as_str()
             .unwrap_or_default()
@@ -403,9 +416,16 @@ impl Store {
                 mine.push(pod);
             }
         }
-        let status = json!({"status": {"replicas": want, "readyReplicas": want, "observedGeneration": deployment["metadata"]["generation"]}});
+        let mut status = json!({"status": {"replicas": want, "readyReplicas": want, "observedGeneration": deployment["metadata"]["generation"]}});
+        if deploy_res.selector_in_status {
+            status["status"]["selector"] = json!(match_labels(deployment));
+        }
         let current = self.get(deploy_res, ns, &name);
-        if current.is_some_and(|c| c["status"]["replicas"].as_u64() != Some(want as u64)) {
+        if current.is_some_and(|c| {
+            c["status"]["replicas"].as_u64() != Some(want as u64)
+                || c["status"]["selector"] != status["status"]["selector"]
+                    && deploy_res.selector_in_status
+        }) {
             let _ = self.patch(deploy_res, ns, &name, &status, Some("status"));
         }
     }
@@ -511,6 +531,19 @@ fn merge(target: &mut Value, patch: &Value) {
         }
         other => *target = other.clone(),
     }
+}
+
+/// A workload's `spec.selector.matchLabels` in query form (`app=web,tier=api`).
+fn match_labels(workload: &Value) -> String {
+    workload["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
 }
 
 /// Whether `object`'s labels satisfy an equality/existence label selector.

@@ -17,5 +17,6 @@ mod registry;
 mod sandbox;
 mod scale_to_zero;
 mod scrape;
+mod shards;
 mod simulate;
 mod tenants;

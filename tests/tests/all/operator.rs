@@ -74,7 +74,7 @@ impl Exporter {
 
 /// One operator replica running in this process.
 pub(crate) struct Operator {
-    task: tokio::task::JoinHandle<()>,
+    pub(crate) task: tokio::task::JoinHandle<()>,
     pub(crate) metrics: Arc<Metrics>,
 }
 
@@ -96,6 +96,7 @@ pub(crate) fn start_operator(server: &ApiServer, identity: &str, lease: bool) ->
         identity: identity.into(),
         duration: Duration::from_secs(2),
         renew_every: Duration::from_millis(400),
+        shards: 1,
     });
     settings.metric_timeout = Duration::from_secs(2);
     // The tests' exporters and Prometheus listen on loopback.
