@@ -22,7 +22,9 @@
 //!
 //! Run: `cargo build --release -p wasm-autoscaler && cargo bench -p
 //! wasm-autoscaler-tests --bench scale -- [N] [STEADY_SECONDS]` (defaults
-//! 1000 and 60).
+//! 1000 and 60). With `SCALE_REPLICAS=R` (R > 1), R operator processes share
+//! the autoscalers in 16 shards (`--shards 16`), and RSS and CPU are printed
+//! per replica.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -150,23 +152,43 @@ impl Drop for TempDir {
     }
 }
 
+/// Shards when several replicas run.
+const SHARDS: u32 = 16;
+
 impl Operator {
-    fn start(server: &ApiServer, python: &PythonPolicy) -> Self {
+    /// Replica `index` of `replicas`; one replica runs without leader election.
+    fn start(server: &ApiServer, python: &PythonPolicy, index: usize, replicas: usize) -> Self {
         // This bench runs from target/release/deps; the operator is built beside it.
         let binary = std::env::current_exe()
             .ok()
             .and_then(|exe| Some(exe.parent()?.parent()?.join("wasm-autoscaler")))
             .filter(|b| b.exists())
             .expect("build the operator first: cargo build --release -p wasm-autoscaler");
-        let dir = std::env::temp_dir().join(format!("scale-bench-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("scale-bench-{}-{index}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("kubeconfig"), server.kubeconfig()).unwrap();
         let listen = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap();
+        let identity = format!("scale-bench-{index}");
+        let sharding: Vec<String> = if replicas > 1 {
+            [
+                "--shards",
+                &SHARDS.to_string(),
+                "--lease-namespace",
+                NS,
+                "--identity",
+                &identity,
+            ]
+            .map(String::from)
+            .to_vec()
+        } else {
+            vec!["--no-leader-election".into()]
+        };
         let child = std::process::Command::new(binary)
-            .args(["run", "--no-leader-election", "--metric-timeout", "2s"])
+            .args(["run", "--metric-timeout", "2s"])
+            .args(sharding)
             .args(["--listen", &listen.to_string()])
             // The exporter is on loopback.
             .args(["--egress-allow", "127.0.0.0/8"])
@@ -271,9 +293,16 @@ async fn run(n: usize, steady_s: u64) {
     let pythons = (0..n).filter(|i| python.is_some() && i % 250 == 1).count();
     println!("{n} autoscalers ({pythons} on the Python ewma-trend), interval {INTERVAL_S} s; the API server and the exporter hold {server_rss:.0} MiB");
 
+    let replicas: usize = std::env::var("SCALE_REPLICAS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1)
+        .max(1);
     let started = Instant::now();
-    let operator = Operator::start(&server, &python);
-    let pid = operator.child.id().to_string();
+    let operators: Vec<Operator> = (0..replicas)
+        .map(|k| Operator::start(&server, &python, k, replicas))
+        .collect();
+    let pids: Vec<String> = operators.iter().map(|o| o.child.id().to_string()).collect();
     // Every object's first decision.
     loop {
         let decided = (0..n)
@@ -296,10 +325,10 @@ async fn run(n: usize, steady_s: u64) {
 
     // The steady state: a window starting one interval after the last first decision.
     tokio::time::sleep(Duration::from_secs_f64(INTERVAL_S)).await;
-    let (_, cpu_0) = process_usage(&pid);
+    let cpu_0: Vec<f64> = pids.iter().map(|p| process_usage(p).1).collect();
     let (scrapes_0, window_start) = (scrapes.load(Ordering::Relaxed), Instant::now());
     tokio::time::sleep(Duration::from_secs(steady_s)).await;
-    let (rss, cpu_1) = process_usage(&pid);
+    let (rss, cpu_1): (Vec<f64>, Vec<f64>) = pids.iter().map(|p| process_usage(p)).unzip();
     let window = window_start.elapsed().as_secs_f64();
     let scrape_rate = (scrapes.load(Ordering::Relaxed) - scrapes_0) as f64 / window;
     let seen = server.seen();
@@ -363,21 +392,56 @@ async fn run(n: usize, steady_s: u64) {
         .iter()
         .filter(|l| **l <= INTERVAL_S + 0.05)
         .count();
-    drop(operator);
+    // Who evaluates what, from the statuses.
+    let mut owners: BTreeMap<String, usize> = BTreeMap::new();
+    for i in 0..n {
+        if let Some(o) = server.get("WasmAutoscaler", NS, &format!("w{i}")) {
+            *owners
+                .entry(
+                    o["status"]["ownedBy"]
+                        .as_str()
+                        .unwrap_or("nobody")
+                        .to_string(),
+                )
+                .or_default() += 1;
+        }
+    }
+    drop(operators);
 
     println!(
         "start to every first decision     {:>8.1} s",
         first_decisions.as_secs_f64()
     );
     println!("steady window                     {window:>8.1} s");
-    println!(
-        "operator RSS                      {rss:>8.0} MiB ({:.2} MiB per autoscaler)",
-        rss / n as f64
-    );
-    println!(
-        "CPU                               {:>8.1} % of one core",
-        (cpu_1 - cpu_0) / window * 100.0
-    );
+    let cpu: Vec<f64> = cpu_1
+        .iter()
+        .zip(&cpu_0)
+        .map(|(b, a)| (b - a) / window * 100.0)
+        .collect();
+    if replicas == 1 {
+        println!(
+            "operator RSS                      {:>8.0} MiB ({:.2} MiB per autoscaler)",
+            rss[0],
+            rss[0] / n as f64
+        );
+        println!(
+            "CPU                               {:>8.1} % of one core",
+            cpu[0]
+        );
+    } else {
+        let each = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{x:.0}"))
+                .collect::<Vec<_>>()
+                .join(" / ")
+        };
+        println!("replicas ({SHARDS} shards)               {replicas}, owning {owners:?}");
+        println!("operator RSS per replica          {} MiB", each(&rss));
+        println!(
+            "CPU per replica                   {} % of one core",
+            each(&cpu)
+        );
+    }
     println!(
         "tick lag p50 / p99                {:>8.0} / {:.0} ms ({} ticks)",
         percentile(&lags, 0.5) * 1000.0,

@@ -172,6 +172,16 @@ impl Context {
         let _ = self.wake.unbounded_send(());
     }
 
+    /// Drops what this replica remembers of shard `shard`'s autoscalers (handed over).
+    pub fn forget_shard(&self, shard: u32) {
+        let mut targets = self.targets.lock().expect("targets lock");
+        targets.retain(|key, _| {
+            let namespace = key.namespace.as_deref().unwrap_or_default();
+            self.ownership.shard_of(namespace, &key.name) != shard
+        });
+        self.metrics.set_owned(targets.len());
+    }
+
     fn forget(&self, key: &ObjectRef<WasmAutoscaler>) {
         let mut targets = self.targets.lock().expect("targets lock");
         if targets.remove(key).is_some() {

@@ -78,9 +78,19 @@ impl Observations {
     }
 }
 
+/// A lease written with this replica as its holder.
+#[derive(Debug, Clone, Copy)]
+pub struct Taken {
+    /// When the write was sent: the lease holds for its duration from then at the earliest.
+    pub sent: Instant,
+    /// The lease's transition count: unchanged since this replica last held it means
+    /// no other replica held it in between.
+    pub transitions: i32,
+}
+
 /// Writes `identity` as the holder of lease `name` (`current` is what was read of it, if
-/// it exists), renewing it; labels and annotations are set as given. Returns when the
-/// write was sent when it succeeded, `None` when another replica wrote first.
+/// it exists), renewing it; labels and annotations are set as given. `None` when another
+/// replica wrote first.
 pub async fn take(
     api: &Api<Lease>,
     name: &str,
@@ -88,7 +98,7 @@ pub async fn take(
     settings: &LeaseSettings,
     labels: BTreeMap<String, String>,
     annotations: BTreeMap<String, String>,
-) -> Result<Option<Instant>, kube::Error> {
+) -> Result<Option<Taken>, kube::Error> {
     let me = &settings.identity;
     let now = MicroTime(Timestamp::now());
     let seconds = settings.duration.as_secs().max(1) as i32;
@@ -111,7 +121,10 @@ pub async fn take(
             }),
         };
         return match api.create(&PostParams::default(), &lease).await {
-            Ok(_) => Ok(Some(sent)),
+            Ok(_) => Ok(Some(Taken {
+                sent,
+                transitions: 0,
+            })),
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
             Err(e) => Err(e),
         };
@@ -135,10 +148,11 @@ pub async fn take(
     }
     spec.renew_time = Some(now);
     spec.lease_duration_seconds = Some(seconds);
+    let transitions = spec.lease_transitions.unwrap_or(0);
     // The replace carries the resourceVersion read: if another replica wrote
     // in between, the server answers 409 and this replica loses.
     match api.replace(name, &PostParams::default(), &lease).await {
-        Ok(_) => Ok(Some(sent)),
+        Ok(_) => Ok(Some(Taken { sent, transitions })),
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
         Err(e) => Err(e),
     }

@@ -185,8 +185,11 @@ pub async fn run(
         }
         Some(lease) => {
             // Standby replicas keep their watches warm, so a shard taken over is evaluated at once.
-            let gained = move || ctx.wake_all();
-            let leases = shards::run(client, lease, ownership, metrics, gained, shutdown);
+            let changed = move |change| match change {
+                shards::Change::Gained(_) => ctx.wake_all(),
+                shards::Change::Lost(shard) => ctx.forget_shard(shard),
+            };
+            let leases = shards::run(client, lease, ownership, metrics, changed, shutdown);
             futures::future::join(controller, leases).await;
         }
     }

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::{DeleteParams, ListParams};
+use kube::api::{DeleteParams, ListParams, Preconditions};
 use kube::{Api, Client, ResourceExt};
 
 use super::lease::{self, Holding, LeaseSettings, Observations};
@@ -51,6 +51,15 @@ struct Slot {
 struct Held {
     until: Instant,
     term: u64,
+    /// The lease's transition count when this replica took it.
+    transitions: i32,
+}
+
+/// A shard this replica took or handed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Gained(u32),
+    Lost(u32),
 }
 
 /// An autoscaler's shard and the term this replica holds it under: a new term
@@ -134,17 +143,25 @@ impl Ownership {
         (held.term == claim.term && Instant::now() < held.until).then_some(guard)
     }
 
-    /// Records that `shard` is held until `until`; true when it was not held before.
-    fn grant(&self, shard: u32, until: Instant) -> bool {
+    /// Records that `shard` is held until `until`, its lease at `transitions`; true when
+    /// this starts a new term. A claim that lapsed here (a late renewal) resumes its
+    /// term when the lease's transitions show no other replica held it meanwhile:
+    /// the autoscalers keep what they remember.
+    fn grant(&self, shard: u32, until: Instant, transitions: i32) -> bool {
         let mut held = self.shards[shard as usize].held.lock().expect("shard lock");
         match held.as_mut() {
-            Some(h) if Instant::now() < h.until => {
+            Some(h) if Instant::now() < h.until || h.transitions == transitions => {
                 h.until = h.until.max(until);
+                h.transitions = transitions;
                 false
             }
             _ => {
                 let term = self.terms.fetch_add(1, Ordering::Relaxed);
-                *held = Some(Held { until, term });
+                *held = Some(Held {
+                    until,
+                    term,
+                    transitions,
+                });
                 true
             }
         }
@@ -156,7 +173,8 @@ impl Ownership {
         self.drained(shard).await;
     }
 
-    /// Stops acting on `shard`: no write under it starts from now on.
+    /// Stops acting on `shard`: no write under it starts from now on, and a later
+    /// grant starts a new term.
     fn stop(&self, shard: u32) {
         *self.shards[shard as usize].held.lock().expect("shard lock") = None;
     }
@@ -234,13 +252,13 @@ pub fn assign(count: u32, members: &[String]) -> Vec<usize> {
 }
 
 /// Holds this replica's share of the shard leases until `stop`, then hands them
-/// back; `gained` is called whenever a shard is newly held.
+/// back; `changed` hears of every shard taken or handed over.
 pub async fn run<S>(
     client: Client,
     settings: LeaseSettings,
     ownership: Arc<Ownership>,
     metrics: Arc<Metrics>,
-    gained: impl Fn(),
+    changed: impl Fn(Change),
     stop: S,
 ) where
     S: Future<Output = ()> + Clone,
@@ -250,9 +268,10 @@ pub async fn run<S>(
         settings,
         ownership,
         observed: Observations::default(),
+        rounds: 0,
     };
     loop {
-        if let Err(e) = shards.round(&gained).await {
+        if let Err(e) = shards.round(&changed).await {
             tracing::warn!(error = %e, "lease round failed; held shards lapse unless renewed in time");
         }
         shards.report(&metrics);
@@ -261,7 +280,7 @@ pub async fn run<S>(
             _ = stop.clone() => break,
         }
     }
-    shards.hand_back_all().await;
+    shards.hand_back_all(&changed).await;
     shards.report(&metrics);
     let member = member_lease_name(&shards.settings.name, &shards.settings.identity);
     if let Err(e) = shards.api.delete(&member, &DeleteParams::default()).await {
@@ -274,11 +293,13 @@ struct Shards {
     settings: LeaseSettings,
     ownership: Arc<Ownership>,
     observed: Observations,
+    /// Rounds done: the first only announces this replica.
+    rounds: u64,
 }
 
 impl Shards {
     /// One look at the leases: renew membership, then take, renew or hand back shards.
-    async fn round(&mut self, gained: &impl Fn()) -> Result<(), kube::Error> {
+    async fn round(&mut self, changed: &impl Fn(Change)) -> Result<(), kube::Error> {
         let prefix = self.settings.name.clone();
         let me = self.settings.identity.clone();
         let count = self.ownership.count();
@@ -320,54 +341,88 @@ impl Shards {
                     ));
                 }
                 members.push(holder);
+            } else {
+                // A dead replica's member lease (a killed pod leaves one behind): delete it
+                // unless it changed since it was read, so member leases do not pile up as
+                // pods come and go. A replica only slow to renew creates its own again.
+                let unchanged = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        resource_version: l.resource_version(),
+                        uid: None,
+                    }),
+                    ..DeleteParams::default()
+                };
+                if let Err(e) = self.api.delete(name, &unchanged).await {
+                    tracing::debug!(lease = %name, error = %e, "could not delete an expired member lease");
+                }
             }
         }
         if !disagree.is_empty() {
             // Different counts put one autoscaler in different shards: no one may act.
             tracing::error!(shards = count, others = ?disagree, "live replicas run with a different --shards; holding no shard until they agree");
-            self.hand_back_all().await;
+            self.hand_back_all(changed).await;
             return Ok(());
         }
         members.sort();
         members.dedup();
+        self.rounds += 1;
+        if self.rounds == 1 {
+            // Replicas started together see each other from the second round on; the
+            // first takes no shard, or it would load every autoscaler only to hand most over.
+            return Ok(());
+        }
         let owners = assign(count, &members);
 
+        // Decide every shard first, then write them all at once: a round must finish
+        // well within a lease duration even when the runtime and the API server are busy.
+        let mut takes = Vec::new();
         for shard in 0..count {
             let name = shard_lease_name(&prefix, shard, count);
             let current = listed.get(&name);
             let holding = current.map_or(Holding::Free, |l| self.observed.observe(l));
             let mine = members[owners[shard as usize]] == me;
             if mine && holding.open_to(&me) {
-                match lease::take(
-                    &self.api,
-                    &name,
-                    current,
-                    &self.settings,
-                    self.labels(),
-                    BTreeMap::new(),
-                )
-                .await
-                {
-                    Ok(Some(sent)) => {
-                        if self.ownership.grant(shard, sent + self.valid_for()) {
-                            tracing::info!(shard, lease = %name, "took a shard");
-                            gained();
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!(shard, error = %e, "could not renew a shard lease"),
-                }
+                takes.push((shard, name, current));
             } else if self.ownership.holds(shard) || holding == Holding::Live(me.clone()) {
                 // Assigned elsewhere: stop now, release once the writes in flight have
                 // landed, without holding up the renewal of the other shards.
                 self.ownership.stop(shard);
+                changed(Change::Lost(shard));
                 let (ownership, api, me) =
                     (Arc::clone(&self.ownership), self.api.clone(), me.clone());
                 tokio::spawn(async move {
                     ownership.drained(shard).await;
-                    lease::release(&api, &name, &me).await;
-                    tracing::info!(shard, lease = %name, "handed a shard over");
+                    // Taken again meanwhile (the members changed back): keep it.
+                    if !ownership.holds(shard) {
+                        lease::release(&api, &name, &me).await;
+                        tracing::info!(shard, lease = %name, "handed a shard over");
+                    }
                 });
+            }
+        }
+        let labels = self.labels();
+        let written = futures::future::join_all(takes.iter().map(|(_, name, current)| {
+            lease::take(
+                &self.api,
+                name,
+                *current,
+                &self.settings,
+                labels.clone(),
+                BTreeMap::new(),
+            )
+        }))
+        .await;
+        for ((shard, name, _), result) in takes.iter().zip(written) {
+            match result {
+                Ok(Some(taken)) => {
+                    let until = taken.sent + self.valid_for();
+                    if self.ownership.grant(*shard, until, taken.transitions) {
+                        tracing::info!(shard, lease = %name, "took a shard");
+                        changed(Change::Gained(*shard));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(shard, error = %e, "could not renew a shard lease"),
             }
         }
         Ok(())
@@ -384,11 +439,12 @@ impl Shards {
     }
 
     /// Stops acting on every shard, then releases its lease.
-    async fn hand_back_all(&self) {
+    async fn hand_back_all(&self, changed: &impl Fn(Change)) {
         let count = self.ownership.count();
         for shard in 0..count {
             if self.ownership.holds(shard) {
                 self.ownership.revoke(shard).await;
+                changed(Change::Lost(shard));
                 let name = shard_lease_name(&self.settings.name, shard, count);
                 lease::release(&self.api, &name, &self.settings.identity).await;
             }
@@ -457,11 +513,11 @@ mod tests {
     async fn a_claim_lapses_with_its_lease_and_a_new_term_starts_afresh() {
         let o = Ownership::sharded("me", 1);
         assert!(o.owns("ns", "x").is_none());
-        assert!(o.grant(0, Instant::now() + Duration::from_secs(60)));
+        assert!(o.grant(0, Instant::now() + Duration::from_secs(60), 0));
         let first = o.owns("ns", "x").expect("held");
         assert!(o.hold(first).await.is_some());
         // Renewing the same term keeps the claim.
-        assert!(!o.grant(0, Instant::now() + Duration::from_secs(60)));
+        assert!(!o.grant(0, Instant::now() + Duration::from_secs(60), 0));
         assert_eq!(o.owns("ns", "x"), Some(first));
         o.revoke(0).await;
         assert!(o.owns("ns", "x").is_none());
@@ -469,19 +525,26 @@ mod tests {
             o.hold(first).await.is_none(),
             "a revoked claim may not write"
         );
-        assert!(o.grant(0, Instant::now() + Duration::from_millis(30)));
+        assert!(o.grant(0, Instant::now() + Duration::from_millis(30), 1));
         let second = o.owns("ns", "x").expect("held again");
         assert_ne!(second.term, first.term);
         assert!(o.hold(first).await.is_none(), "an old term may not write");
         tokio::time::sleep(Duration::from_millis(40)).await;
         assert!(o.owns("ns", "x").is_none(), "unrenewed, the claim lapses");
         assert!(o.hold(second).await.is_none());
+        // Renewed late, with no other holder in between: the same term resumes.
+        assert!(!o.grant(0, Instant::now() + Duration::from_millis(30), 1));
+        assert_eq!(o.owns("ns", "x"), Some(second));
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        // Renewed after another replica held the lease (one more transition): a new term.
+        assert!(o.grant(0, Instant::now() + Duration::from_secs(60), 3));
+        assert_ne!(o.owns("ns", "x").unwrap().term, second.term);
     }
 
     #[tokio::test]
     async fn a_hand_over_waits_for_the_write_in_flight() {
         let o = Arc::new(Ownership::sharded("me", 1));
-        o.grant(0, Instant::now() + Duration::from_secs(60));
+        o.grant(0, Instant::now() + Duration::from_secs(60), 0);
         let claim = o.owns("ns", "x").unwrap();
         let guard = o.hold(claim).await.unwrap();
         let revoking = {

@@ -238,9 +238,24 @@ async fn three_replicas_share_the_autoscalers_and_a_dead_ones_are_taken_over_wit
     )
     .await;
     let takeover = killed.elapsed();
+    // Its member lease is cleaned up, so dead replicas' leases do not pile up.
+    eventually(
+        "the dead replica's member lease deleted",
+        Duration::from_secs(10),
+        || {
+            let left = server
+                .list("Lease", OPERATOR_NS)
+                .iter()
+                .any(|l| l["spec"]["holderIdentity"] == victim);
+            (!left).then_some(())
+        },
+    )
+    .await;
     println!("{} autoscalers of {victim} taken over in {takeover:?} (lease {LEASE:?}, renewed every {RENEW:?})", orphans.len());
     assert!(
-        takeover <= LEASE + 3 * RENEW,
+        // A lease is taken over once seen unchanged for its duration; seeing it takes
+        // up to a renew period, and a busy test machine gets some slack on top.
+        takeover <= LEASE + 4 * RENEW,
         "take-over took {takeover:?} with a {LEASE:?} lease renewed every {RENEW:?}"
     );
     eventually(
