@@ -6,9 +6,10 @@
 //! bound what is applied. The offline replay ([`sim`]) runs that same
 //! pipeline against a simulated target.
 
-// Two audited exceptions, both loading compiled components wasmtime made:
+// Three audited exceptions: two load compiled components wasmtime made,
 // from the disk cache (`runtime::disk_cache`) and from a compile worker
-// (`runtime::deserialize_artifact`).
+// (`runtime::deserialize_artifact`); one asks glibc to return freed heap
+// (`operator::memory`).
 #![deny(unsafe_code)]
 
 pub mod boundary;

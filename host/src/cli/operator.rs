@@ -135,6 +135,10 @@ pub fn run(args: RunArgs, sandbox: &SandboxArgs) -> Result<()> {
             Arc::clone(&metrics),
             Arc::clone(&health),
         ));
+        // The start-up burst would otherwise leave RSS at its peak for good.
+        tokio::spawn(operator::memory::trim_periodically(
+            operator::memory::TRIM_EVERY,
+        ));
         client
             .apiserver_version()
             .await

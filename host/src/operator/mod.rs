@@ -10,6 +10,7 @@ mod evaluator;
 mod files;
 pub mod lease;
 pub mod load_gate;
+pub mod memory;
 pub mod pods;
 pub mod policies;
 pub mod shards;

@@ -550,7 +550,11 @@ async fn object_request(
                 },
                 Err(e) => Err(store::Error::bad_request(&e.to_string())),
             },
-            (&Method::DELETE, None) => store.delete(res, ns, name),
+            (&Method::DELETE, None) => {
+                let options: Value = serde_json::from_slice(&body[..]).unwrap_or_default();
+                let precondition = options["preconditions"]["resourceVersion"].as_str();
+                store.delete_if(res, ns, name, precondition)
+            }
             _ => Err(store::Error::method()),
         }
     };

@@ -303,10 +303,29 @@ impl Store {
     }
 
     pub fn delete(&mut self, res: &'static Resource, ns: &str, name: &str) -> Result<Value, Error> {
+        self.delete_if(res, ns, name, None)
+    }
+
+    /// Deletes an object only if it is still at `resource_version` (a delete's
+    /// `preconditions`), `409 Conflict` otherwise.
+    pub fn delete_if(
+        &mut self,
+        res: &'static Resource,
+        ns: &str,
+        name: &str,
+        resource_version: Option<&str>,
+    ) -> Result<Value, Error> {
+        let current = self
+            .objects
+            .get(&key(res, ns, name))
+            .ok_or_else(|| Error::not_found(res, name))?;
+        if resource_version.is_some_and(|rv| current["metadata"]["resourceVersion"] != rv) {
+            return Err(Error::conflict(res, name));
+        }
         let object = self
             .objects
             .remove(&key(res, ns, name))
-            .ok_or_else(|| Error::not_found(res, name))?;
+            .expect("present above");
         self.version += 1;
         let mut object = object;
         object["metadata"]["resourceVersion"] = json!(self.version.to_string());
@@ -590,6 +609,33 @@ mod tests {
         let mut t = json!({"a": 1, "b": {"c": 2, "d": 3}});
         merge(&mut t, &json!({"a": null, "b": {"c": 5}, "e": [1]}));
         assert_eq!(t, json!({"b": {"c": 5, "d": 3}, "e": [1]}));
+    }
+
+    #[test]
+    fn a_delete_with_a_stale_resource_version_is_refused() {
+        let leases = RESOURCES.iter().find(|r| r.kind == "Lease").unwrap();
+        let mut store = Store::default();
+        let created = store
+            .create(leases, "ns", json!({"metadata": {"name": "l"}}))
+            .unwrap();
+        let rv = created["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        store
+            .patch(
+                leases,
+                "ns",
+                "l",
+                &json!({"spec": {"holderIdentity": "b"}}),
+                None,
+            )
+            .unwrap();
+        let stale = store.delete_if(leases, "ns", "l", Some(&rv)).unwrap_err();
+        assert_eq!(stale.code, 409);
+        let now = store.get(leases, "ns", "l").unwrap()["metadata"]["resourceVersion"].clone();
+        assert!(store.delete_if(leases, "ns", "l", now.as_str()).is_ok());
+        assert!(store.get(leases, "ns", "l").is_none());
     }
 
     #[test]
