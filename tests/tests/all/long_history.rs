@@ -103,12 +103,18 @@ async fn a_restarted_operator_refills_the_long_history_and_forecasts_as_before()
         tokio::time::sleep(Duration::from_millis(500)).await;
         let restarted = Instant::now();
         operator = Some(start_operator_writing_every_tick(&server));
-        let first = eventually("the restarted operator's first decision", WAIT, || {
-            views(&server)
-                .into_iter()
-                .find(|(at, _)| *at > restarted)
-                .map(|(_, v)| v)
-        })
+        // A restart compiles the policy and backfills from Prometheus again: on a busy
+        // two-core CI machine that once took longer than `WAIT`.
+        let first = eventually(
+            "the restarted operator's first decision",
+            Duration::from_secs(60),
+            || {
+                views(&server)
+                    .into_iter()
+                    .find(|(at, _)| *at > restarted)
+                    .map(|(_, v)| v)
+            },
+        )
         .await;
         let (steps, newest, _) = first;
         assert!(
