@@ -164,7 +164,7 @@ impl Context {
     /// Reconciles `key` at once, policy changed, as a labelled ConfigMap's change does.
     fn wake(&self, key: ObjectRef<WasmAutoscaler>) {
         self.mark_dirty(key);
-        let _ = self.wake.unbounded_send(());
+        self.wake_all();
     }
 
     /// Reconciles every autoscaler now: those of a shard just taken start evaluating.

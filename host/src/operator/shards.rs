@@ -114,8 +114,7 @@ impl Ownership {
         if self.everything {
             return Some(Claim { shard, term: 0 });
         }
-        let held = (*self.shards[shard as usize].held.lock().expect("shard lock"))?;
-        (Instant::now() < held.until).then_some(Claim {
+        self.valid(shard).map(|held| Claim {
             shard,
             term: held.term,
         })
@@ -123,12 +122,13 @@ impl Ownership {
 
     /// Whether shard `shard` is held now.
     pub fn holds(&self, shard: u32) -> bool {
-        self.everything
-            || self.shards[shard as usize]
-                .held
-                .lock()
-                .expect("shard lock")
-                .is_some_and(|h| Instant::now() < h.until)
+        self.everything || self.valid(shard).is_some()
+    }
+
+    /// The hold on `shard`, if it has not lapsed.
+    fn valid(&self, shard: u32) -> Option<Held> {
+        let held = (*self.shards[shard as usize].held.lock().expect("shard lock"))?;
+        (Instant::now() < held.until).then_some(held)
     }
 
     /// A guard to write under `claim`, or `None` when the claim no longer holds.
@@ -139,8 +139,8 @@ impl Ownership {
         if self.everything {
             return Some(guard);
         }
-        let held = (*slot.held.lock().expect("shard lock"))?;
-        (held.term == claim.term && Instant::now() < held.until).then_some(guard)
+        let held = self.valid(claim.shard)?;
+        (held.term == claim.term).then_some(guard)
     }
 
     /// Records that `shard` is held until `until`, its lease at `transitions`; true when
@@ -325,8 +325,9 @@ impl Shards {
 
         let mut members = vec![me.clone()];
         let mut disagree = Vec::new();
+        let member_prefix = format!("{prefix}-member-");
         for (name, l) in &listed {
-            if !name.starts_with(&format!("{prefix}-member-")) || *name == member {
+            if !name.starts_with(&member_prefix) || *name == member {
                 continue;
             }
             if let Holding::Live(holder) = self.observed.observe(l) {
