@@ -6,10 +6,10 @@
 //! bound what is applied. The offline replay ([`sim`]) runs that same
 //! pipeline against a simulated target.
 
-// Three audited exceptions: two load compiled components wasmtime made,
-// from the disk cache (`runtime::disk_cache`) and from a compile worker
-// (`runtime::deserialize_artifact`); one asks glibc to return freed heap
-// (`operator::memory`).
+// Audited exceptions: two load compiled components wasmtime made, from the
+// disk cache (`runtime::disk_cache`) and from a compile worker
+// (`runtime::deserialize_artifact`); two ask glibc to return freed heap and
+// to cap its arenas (`operator::memory`).
 #![deny(unsafe_code)]
 
 pub mod boundary;

@@ -49,6 +49,11 @@ pub struct RunArgs {
     /// This replica's name in the lease and in Events; the pod name in a cluster.
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+    /// Most requests to the API server waiting for a response at once; the others queue
+    /// (a start or a shard take-over ticks thousands of autoscalers together).
+    #[arg(long, default_value_t = operator::api_client::DEFAULT_IN_FLIGHT,
+          value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub api_in_flight: u32,
     /// Timeout of one metric request.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     metric_timeout: Duration,
@@ -79,6 +84,8 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs, sandbox: &SandboxArgs) -> Result<()> {
+    // Before any thread starts: an arena, once made, stays.
+    operator::memory::limit_arenas();
     let runtime = Arc::new(sandbox.runtime(InstanceMode::PerTenant)?);
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -94,7 +101,9 @@ pub fn run(args: RunArgs, sandbox: &SandboxArgs) -> Result<()> {
             .await
             .context("finding Kubernetes (in-cluster config or KUBECONFIG)")?;
         let cluster_url = config.cluster_url.clone();
-        let client = kube::Client::try_from(config).context("connecting to Kubernetes")?;
+        let clients = operator::api_client::clients(config, args.api_in_flight)
+            .context("connecting to Kubernetes")?;
+        let client = clients.work.clone();
         egress.refuse_api_server(operator::api_server_addresses(&client, &cluster_url).await);
         tracing::info!(
             file_roots = ?file_roots.folders().collect::<Vec<_>>(),
@@ -145,7 +154,7 @@ pub fn run(args: RunArgs, sandbox: &SandboxArgs) -> Result<()> {
             .context("reaching the Kubernetes API server")?;
         health.set_ready(true);
         tracing::info!(listen = %args.listen, "operator started");
-        operator::run(client, runtime, settings, metrics, shutdown_signal()).await;
+        operator::run(clients, runtime, settings, metrics, shutdown_signal()).await;
         tracing::info!("operator stopped");
         Ok(())
     })

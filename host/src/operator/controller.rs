@@ -249,6 +249,8 @@ struct TargetState {
     rejected: Option<String>,
     /// Per role, the stamp and digest of the source contents serving.
     stamps: HashMap<&'static str, (String, Digest)>,
+    /// Per role, the ConfigMap version its last stamp was read at.
+    read_at: HashMap<&'static str, policies::ReadAt>,
     /// Source contents refused for good (until the spec changes), by role and stamp.
     refused: HashMap<(&'static str, String), LoadError>,
     /// Per role, the stamp of a new version compiling in the background while the old serves.
@@ -732,7 +734,8 @@ impl Tick<'_> {
                 .collect();
             // With a version serving, a full gate means trying again next tick, not waiting.
             let serving = state.pipeline.is_some();
-            let fetched = match self.read(source, &skip, !serving).await {
+            let last = state.read_at.get(role).cloned();
+            let fetched = match self.read(source, &skip, last.as_ref(), !serving).await {
                 Ok(f) => f,
                 Err(e) => {
                     if let Some(stamp) = e.refused_stamp() {
@@ -742,6 +745,9 @@ impl Tick<'_> {
                     break;
                 }
             };
+            if let Some(at) = &fetched.read_at {
+                state.read_at.insert(*role, at.clone());
+            }
             if fetched.busy || state.compiling.get(role) == Some(&fetched.stamp) {
                 pending = true;
                 break;
@@ -764,7 +770,7 @@ impl Tick<'_> {
                     // holding the gate's place while the bytes are held.
                     let (bytes, permit) = match bytes {
                         Some(b) => (b, None),
-                        None => match self.read(source, &[], !serving).await {
+                        None => match self.read(source, &[], None, !serving).await {
                             Ok(again) if again.busy => {
                                 pending = true;
                                 break;
@@ -1172,6 +1178,7 @@ impl Tick<'_> {
         &self,
         source: &PolicySource,
         known: &[String],
+        last: Option<&policies::ReadAt>,
         wait_for_gate: bool,
     ) -> Result<policies::Fetched, LoadError> {
         let access = policies::SourceAccess {
@@ -1183,7 +1190,7 @@ impl Tick<'_> {
             gate: &self.ctx.load_gate,
             wait_for_gate,
         };
-        let fetched = policies::read(&access, source, known).await?;
+        let fetched = policies::read(&access, source, known, last).await?;
         // Read, so inside the admin's roots: only such folders are ever watched.
         if let Some(path) = &source.file {
             self.ctx.files.watch(path);

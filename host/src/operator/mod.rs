@@ -1,9 +1,11 @@
 //! The Kubernetes operator: the `WasmAutoscaler` resource ([`crd`]), the
 //! controller that evaluates each one every `interval` ([`controller`]),
-//! the workload it scales ([`target`]), policy loading ([`policies`]),
+//! the workload it scales ([`target`]), policy loading ([`policies`]), its
+//! client of the API server ([`api_client`]),
 //! sharding across replicas through Leases ([`shards`], [`lease`]) and the
 //! operator's own metrics and health endpoints ([`telemetry`]).
 
+pub mod api_client;
 pub mod controller;
 pub mod crd;
 mod evaluator;
@@ -156,18 +158,19 @@ pub async fn api_server_addresses(client: &Client, cluster_url: &http::Uri) -> V
 /// Runs the operator until `shutdown` completes: with leases, acting only on
 /// the autoscalers of the shards this replica holds.
 pub async fn run(
-    client: Client,
+    clients: impl Into<api_client::ApiClients>,
     runtime: Arc<Runtime>,
     settings: Settings,
     metrics: Arc<telemetry::Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
+    let api_client::ApiClients { work, leases } = clients.into();
     let ownership = Arc::new(match &settings.lease {
         None => shards::Ownership::everything(&settings.identity),
         Some(lease) => shards::Ownership::sharded(&settings.identity, lease.shards),
     });
     let ctx = Arc::new(Context::new(
-        client.clone(),
+        work,
         runtime,
         Arc::clone(&metrics),
         Arc::clone(&ownership),
@@ -190,7 +193,7 @@ pub async fn run(
                 shards::Change::Gained(_) => ctx.wake_all(),
                 shards::Change::Lost(shard) => ctx.forget_shard(shard),
             };
-            let leases = shards::run(client, lease, ownership, metrics, changed, shutdown);
+            let leases = shards::run(leases, lease, ownership, metrics, changed, shutdown);
             futures::future::join(controller, leases).await;
         }
     }

@@ -157,6 +157,19 @@ pub struct Fetched {
     pub permit: Option<LoadPermit>,
     /// The stamp is new, but the gate was full and the caller would not wait: nothing was read.
     pub busy: bool,
+    /// For a ConfigMap, the version of it the stamp was taken from.
+    pub read_at: Option<ReadAt>,
+}
+
+/// A ConfigMap key's stamp and the ConfigMap's `resourceVersion` it was taken
+/// at: while the version stays, so do the contents, and a tick reads only the
+/// ConfigMap's metadata instead of its whole body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadAt {
+    pub name: String,
+    pub key: String,
+    pub resource_version: String,
+    pub stamp: String,
 }
 
 /// What reading a policy source may use, on behalf of one namespace.
@@ -180,11 +193,13 @@ pub struct SourceAccess<'a> {
 /// pull Secret, at most [`MAX_COMPONENT_BYTES`] in every case. When its
 /// stamp is one of `known` (contents loaded or refused before), nothing is
 /// read, pulled, decompressed or held; otherwise the bytes are read inside
-/// the load gate.
+/// the load gate. A ConfigMap whose version is still `last`'s, with `last`'s
+/// stamp known, is not read beyond its metadata.
 pub async fn read(
     access: &SourceAccess<'_>,
     source: &PolicySource,
     known: &[String],
+    last: Option<&ReadAt>,
 ) -> Result<Fetched, LoadError> {
     let SourceAccess {
         client,
@@ -202,28 +217,53 @@ pub async fn read(
         bytes: None,
         permit: None,
         busy: false,
+        read_at: None,
     };
     let busy = |stamp: String| Fetched {
         busy: true,
         ..unchanged(stamp)
     };
     if let Some(r) = &source.config_map_ref {
+        let cannot_read = |e| fail(format!("cannot read the ConfigMap: {e}"));
         let maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-        let map = maps
-            .get(&r.name)
-            .await
-            .map_err(|e| fail(format!("cannot read the ConfigMap: {e}")))?;
+        let still =
+            last.filter(|at| at.name == r.name && at.key == r.key && known.contains(&at.stamp));
+        if let Some(at) = still {
+            // Every tick reads the source; the body (up to a MiB, the tenant's
+            // to choose) only when the version moved.
+            let meta = maps.get_metadata(&r.name).await.map_err(cannot_read)?;
+            if meta.metadata.resource_version.as_deref() == Some(at.resource_version.as_str()) {
+                return Ok(Fetched {
+                    read_at: Some(at.clone()),
+                    ..unchanged(at.stamp.clone())
+                });
+            }
+        }
+        let map = maps.get(&r.name).await.map_err(cannot_read)?;
+        let resource_version = map.metadata.resource_version;
         let stored = map
             .binary_data
             .and_then(|mut d| d.remove(&r.key))
             .map(|b| b.0)
             .ok_or_else(|| fail(format!("the ConfigMap has no binaryData key `{}`", r.key)))?;
         let stamp = format!("configmap:{}", Digest::of(&stored).hex());
+        let read_at = resource_version.map(|resource_version| ReadAt {
+            name: r.name.clone(),
+            key: r.key.clone(),
+            resource_version,
+            stamp: stamp.clone(),
+        });
         if known.contains(&stamp) {
-            return Ok(unchanged(stamp));
+            return Ok(Fetched {
+                read_at,
+                ..unchanged(stamp)
+            });
         }
         let Some(mut permit) = gate.enter_or_not(namespace, access.wait_for_gate).await else {
-            return Ok(busy(stamp));
+            return Ok(Fetched {
+                read_at,
+                ..busy(stamp)
+            });
         };
         let key = r.key.clone();
         let bytes = tokio::task::spawn_blocking(move || decompress(&key, stored))
@@ -241,6 +281,7 @@ pub async fn read(
             bytes: Some(bytes),
             permit: Some(permit),
             busy: false,
+            read_at,
         });
     }
     if let Some(path) = &source.file {
@@ -270,6 +311,7 @@ pub async fn read(
             bytes: Some(bytes),
             permit: Some(permit),
             busy: false,
+            read_at: None,
         });
     }
     if let Some(oci) = &source.oci {
@@ -288,6 +330,7 @@ pub async fn read(
             bytes: Some(bytes),
             permit: Some(permit),
             busy: false,
+            read_at: None,
         });
     }
     if let Some(name) = &source.bundled {
@@ -301,6 +344,7 @@ pub async fn read(
             bytes: Some(bytes),
             permit: None,
             busy: false,
+            read_at: None,
         });
     }
     Err(fail("no source set".into()))

@@ -53,6 +53,8 @@ pub struct Seen {
     pub body: String,
     /// Who sent it: the bearer token's user (see [`ApiServer::client_as`]), empty without one.
     pub user: String,
+    /// It asked for metadata only (`PartialObjectMetadata`).
+    pub metadata_only: bool,
     /// When it arrived.
     pub at: std::time::Instant,
 }
@@ -68,6 +70,10 @@ struct Shared {
     pod_age: Mutex<Duration>,
     /// When set, requests need a grant that allows them (403 otherwise).
     rbac: Mutex<Option<Vec<rbac::Grant>>>,
+    /// How long each request waits before it is served, as on a loaded server.
+    delay: Mutex<Duration>,
+    /// Requests being served now (a watch until its response starts), and the most at once.
+    in_flight: Mutex<(usize, usize)>,
 }
 
 /// A running test API server; stops when dropped.
@@ -96,6 +102,8 @@ impl ApiServer {
             seen: Mutex::new(Vec::new()),
             pod_age: Mutex::new(Duration::from_secs(3600)),
             rbac: Mutex::new(None),
+            delay: Mutex::new(Duration::ZERO),
+            in_flight: Mutex::new((0, 0)),
         });
         let app = Router::new()
             .fallback(handle)
@@ -144,7 +152,8 @@ impl ApiServer {
         kube::Client::try_from(config).expect("client for the test server")
     }
 
-    fn config(&self) -> kube::Config {
+    /// The configuration [`ApiServer::client`] is built from.
+    pub fn config(&self) -> kube::Config {
         let mut config = kube::Config::new(self.url().parse().expect("valid URL"));
         config.default_namespace = "default".into();
         config.read_timeout = Some(Duration::from_secs(30));
@@ -291,6 +300,16 @@ impl ApiServer {
         *self.shared.pod_age.lock().unwrap() = age;
     }
 
+    /// Makes every request wait `delay` before it is served.
+    pub fn delay_requests(&self, delay: Duration) {
+        *self.shared.delay.lock().unwrap() = delay;
+    }
+
+    /// The most requests served at once so far.
+    pub fn peak_in_flight(&self) -> usize {
+        self.shared.in_flight.lock().unwrap().1
+    }
+
     /// The requests seen so far.
     pub fn seen(&self) -> Vec<Seen> {
         self.shared.seen.lock().unwrap().clone()
@@ -354,6 +373,12 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default()
         .to_string();
+    // Metadata-only reads (kube's `get_metadata`, metadata watches) say so in `Accept`.
+    let metadata_only = request
+        .headers()
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("as=PartialObjectMetadata"));
     let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or("").to_string();
     let body = axum::body::to_bytes(request.into_body(), 16 << 20)
@@ -369,13 +394,32 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
             f.status
         })
     };
+    {
+        let mut in_flight = shared.in_flight.lock().unwrap();
+        in_flight.0 += 1;
+        in_flight.1 = in_flight.1.max(in_flight.0);
+    }
+    let delay = *shared.delay.lock().unwrap();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let (status, response) = match injected {
         Some(code) => {
             let r = status_response(code, "Injected", "injected fault");
             (code, r)
         }
-        None => serve(&shared, &method, &path, &query, &body).await,
+        None => {
+            let request = Incoming {
+                method: &method,
+                path: &path,
+                query: &query,
+                body: &body,
+                metadata_only,
+            };
+            serve(&shared, &request).await
+        }
     };
+    shared.in_flight.lock().unwrap().0 -= 1;
     shared.seen.lock().unwrap().push(Seen {
         method,
         path,
@@ -383,18 +427,30 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         status,
         body: String::from_utf8_lossy(&body).into_owned(),
         user,
+        metadata_only,
         at,
     });
     response
 }
 
-async fn serve(
-    shared: &Arc<Shared>,
-    method: &Method,
-    path: &str,
-    query: &str,
-    body: &Bytes,
-) -> (u16, Response) {
+/// One request, as `serve` needs it.
+struct Incoming<'a> {
+    method: &'a Method,
+    path: &'a str,
+    query: &'a str,
+    body: &'a Bytes,
+    /// The client asked for `PartialObjectMetadata` (its `Accept` header).
+    metadata_only: bool,
+}
+
+async fn serve(shared: &Arc<Shared>, request: &Incoming<'_>) -> (u16, Response) {
+    let Incoming {
+        method,
+        path,
+        query,
+        body,
+        metadata_only,
+    } = *request;
     let params: BTreeMap<String, String> = url_params(query);
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     if path == "/version" {
@@ -469,7 +525,7 @@ async fn serve(
         }
     }
     match (method, target.name) {
-        (&Method::GET, None) if watch => watch_response(shared, &target, &params),
+        (&Method::GET, None) if watch => watch_response(shared, &target, &params, metadata_only),
         (&Method::GET, None) => {
             let store = shared.store.lock().unwrap();
             let items = store.list(
@@ -477,9 +533,19 @@ async fn serve(
                 target.namespace,
                 params.get("labelSelector").map(String::as_str),
             );
+            let (api_version, kind, items) = if metadata_only {
+                let items = items.iter().map(partial_metadata).collect();
+                (
+                    META_API_VERSION.to_string(),
+                    "PartialObjectMetadataList".to_string(),
+                    items,
+                )
+            } else {
+                (res.api_version(), format!("{}List", res.kind), items)
+            };
             ok(json!({
-                "apiVersion": res.api_version(),
-                "kind": format!("{}List", res.kind),
+                "apiVersion": api_version,
+                "kind": kind,
                 "metadata": {"resourceVersion": store.version().to_string()},
                 "items": items,
             }))
@@ -495,6 +561,14 @@ async fn serve(
             let result = shared.store.lock().unwrap().create(res, ns, object);
             flush(shared);
             respond(result, 201)
+        }
+        (&Method::GET, Some(name)) if metadata_only && target.sub.is_none() => {
+            let store = shared.store.lock().unwrap();
+            let object = store
+                .get(res, target.namespace.unwrap_or_default(), name)
+                .map(|o| partial_metadata(&o))
+                .ok_or_else(|| store::Error::not_found(res, name));
+            respond(object, 200)
         }
         (_, Some(name)) => object_request(shared, method, &target, name, body).await,
         _ => (
@@ -585,6 +659,7 @@ fn watch_response(
     shared: &Arc<Shared>,
     target: &Target<'_>,
     params: &BTreeMap<String, String>,
+    metadata_only: bool,
 ) -> (u16, Response) {
     let res = target.res;
     let namespace = target.namespace.map(str::to_string);
@@ -615,7 +690,12 @@ fn watch_response(
                     .as_deref()
                     .is_none_or(|s| store::selector_matches(s, &e.object))
         };
-        let line = |v: Value| Bytes::from(format!("{v}\n"));
+        let line = |mut v: Value| {
+            if metadata_only && v["type"] != "ERROR" {
+                v["object"] = partial_metadata(&v["object"]);
+            }
+            Bytes::from(format!("{v}\n"))
+        };
         let backlog = match backlog {
             Ok(events) => events,
             Err(expired) => {
@@ -705,6 +785,18 @@ fn decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The group and version of `PartialObjectMetadata`.
+const META_API_VERSION: &str = "meta.k8s.io/v1";
+
+/// An object as a metadata-only request sees it.
+fn partial_metadata(object: &Value) -> Value {
+    json!({
+        "apiVersion": META_API_VERSION,
+        "kind": "PartialObjectMetadata",
+        "metadata": object["metadata"],
+    })
 }
 
 fn ok(v: Value) -> (u16, Response) {

@@ -835,6 +835,117 @@ async fn a_changed_configmap_policy_is_picked_up_and_a_broken_one_refused() {
     .await;
 }
 
+/// A burst of reads through the operator's API client never has more than its
+/// bound in flight; the same burst through an unbounded client does, so the
+/// server can tell the two apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_client_bounds_the_requests_in_flight() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let server = ApiServer::start().await;
+    for i in 0..32 {
+        server.create(deployment(&format!("d{i}"), 1));
+    }
+    server.delay_requests(Duration::from_millis(50));
+    let burst = |client: kube::Client| async move {
+        let api: kube::Api<Deployment> = kube::Api::namespaced(client, NS);
+        let reads = (0..32).map(|i| {
+            let api = api.clone();
+            async move { api.get_scale(&format!("d{i}")).await }
+        });
+        for read in futures::future::join_all(reads).await {
+            read.expect("every read is served, late or not");
+        }
+    };
+    burst(operator::api_client::bounded(server.config(), 4).expect("a client")).await;
+    let bounded = server.peak_in_flight();
+    assert!(
+        (1..=4).contains(&bounded),
+        "{bounded} in flight with a bound of 4"
+    );
+    burst(server.client()).await;
+    assert!(
+        server.peak_in_flight() > 4,
+        "the unbounded burst never had more than 4 in flight: the server cannot tell"
+    );
+}
+
+/// Reads of ConfigMap `name` since `since`: (whole, metadata only).
+fn map_reads_since(server: &ApiServer, name: &str, since: Instant) -> (usize, usize) {
+    let reads: Vec<bool> = server
+        .seen_matching(&Method::GET, &format!("/configmaps/{name}"))
+        .iter()
+        .filter(|s| s.at >= since && s.status == 200)
+        .map(|s| s.metadata_only)
+        .collect();
+    let metadata = reads.iter().filter(|m| **m).count();
+    (reads.len() - metadata, metadata)
+}
+
+/// Without the policy label no watch tells of a change, so each tick reads the
+/// ConfigMap: its metadata only while its version stays, all of it once the
+/// version moves, and the new contents serve from that tick.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchanged_configmap_policy_costs_a_tick_its_metadata_only() {
+    let server = ApiServer::start().await;
+    let exporter = Exporter::start(40.0).await;
+    server.create(deployment("web", 1));
+    let unlabelled = |bytes: &[u8]| {
+        json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "quiet", "namespace": NS},
+            "binaryData": {"decider.wasm": base64(bytes)},
+        })
+    };
+    let v1 = variant(bundled::FORECAST, "v1");
+    server.create(unlabelled(&v1));
+    server.create(autoscaler(
+        "web",
+        "web",
+        exporter.port,
+        json!({"decider": {"configMapRef": {"name": "quiet", "key": "decider.wasm"}, "config": sizing(10.0)}}),
+    ));
+    let _op = start_operator(&server, "solo", false);
+    eventually("scale-up with the ConfigMap policy", WAIT, || {
+        (replicas(&server, "web") == 4).then_some(())
+    })
+    .await;
+
+    let since = Instant::now();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (whole, metadata) = map_reads_since(&server, "quiet", since);
+    assert_eq!(whole, 0, "an unchanged ConfigMap was read whole");
+    assert!(
+        metadata >= 2,
+        "{metadata} metadata reads in 4 s of 1 s ticks"
+    );
+
+    let v2 = variant(bundled::FORECAST, "v2");
+    let changed = Instant::now();
+    server.patch(
+        "ConfigMap",
+        NS,
+        "quiet",
+        json!({"binaryData": {"decider.wasm": base64(&v2)}}),
+    );
+    let v2_digest = wasm_autoscaler::runtime::Digest::of(&v2).hex();
+    eventually("the new version serving", WAIT, || {
+        status(&server, "web")["policies"][0]["digest"]
+            .as_str()
+            .filter(|d| d.ends_with(&v2_digest))
+            .map(str::to_string)
+    })
+    .await;
+    assert!(map_reads_since(&server, "quiet", changed).0 >= 1);
+
+    let since = Instant::now();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        map_reads_since(&server, "quiet", since).0,
+        0,
+        "the new version was read whole again"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_spec_is_reported_and_changes_nothing() {
     let server = ApiServer::start().await;
