@@ -53,7 +53,7 @@ pub struct RunArgs {
     /// (a start or a shard take-over ticks thousands of autoscalers together).
     #[arg(long, default_value_t = operator::api_client::DEFAULT_IN_FLIGHT,
           value_parser = clap::value_parser!(u32).range(1..=65_536))]
-    pub api_in_flight: u32,
+    api_in_flight: u32,
     /// Timeout of one metric request.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     metric_timeout: Duration,

@@ -157,7 +157,7 @@ pub struct Fetched {
     pub permit: Option<LoadPermit>,
     /// The stamp is new, but the gate was full and the caller would not wait: nothing was read.
     pub busy: bool,
-    /// For a ConfigMap, the version of it the stamp was taken from.
+    /// For a ConfigMap read whole, the version of it the stamp was taken from.
     pub read_at: Option<ReadAt>,
 }
 
@@ -233,10 +233,7 @@ pub async fn read(
             // to choose) only when the version moved.
             let meta = maps.get_metadata(&r.name).await.map_err(cannot_read)?;
             if meta.metadata.resource_version.as_deref() == Some(at.resource_version.as_str()) {
-                return Ok(Fetched {
-                    read_at: Some(at.clone()),
-                    ..unchanged(at.stamp.clone())
-                });
+                return Ok(unchanged(at.stamp.clone()));
             }
         }
         let map = maps.get(&r.name).await.map_err(cannot_read)?;

@@ -562,15 +562,7 @@ async fn serve(shared: &Arc<Shared>, request: &Incoming<'_>) -> (u16, Response) 
             flush(shared);
             respond(result, 201)
         }
-        (&Method::GET, Some(name)) if metadata_only && target.sub.is_none() => {
-            let store = shared.store.lock().unwrap();
-            let object = store
-                .get(res, target.namespace.unwrap_or_default(), name)
-                .map(|o| partial_metadata(&o))
-                .ok_or_else(|| store::Error::not_found(res, name));
-            respond(object, 200)
-        }
-        (_, Some(name)) => object_request(shared, method, &target, name, body).await,
+        (_, Some(name)) => object_request(shared, request, &target, name).await,
         _ => (
             405,
             status_response(405, "MethodNotAllowed", "method not allowed"),
@@ -580,11 +572,11 @@ async fn serve(shared: &Arc<Shared>, request: &Incoming<'_>) -> (u16, Response) 
 
 async fn object_request(
     shared: &Arc<Shared>,
-    method: &Method,
+    request: &Incoming<'_>,
     target: &Target<'_>,
     name: &str,
-    body: &Bytes,
 ) -> (u16, Response) {
+    let Incoming { method, body, .. } = *request;
     let res = target.res;
     let Some(ns) = target.namespace else {
         return bad_request("only namespaced objects are served");
@@ -595,6 +587,13 @@ async fn object_request(
         match (method, target.sub) {
             (&Method::GET, None) => store
                 .get(res, ns, name)
+                .map(|o| {
+                    if request.metadata_only {
+                        partial_metadata(&o)
+                    } else {
+                        o
+                    }
+                })
                 .ok_or_else(|| store::Error::not_found(res, name)),
             (&Method::GET, Some("scale")) => store.scale(res, ns, name),
             (&Method::GET, Some("status")) => store
