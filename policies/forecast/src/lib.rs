@@ -3,10 +3,25 @@
 //! at a target utilization per pod plus optional headroom.
 //!
 //! With no predictor it sizes for the current load, which makes it a plain
-//! proportional autoscaler on a throughput metric.
+//! proportional autoscaler on a throughput metric. Two optional guards keep
+//! their memory in the policy's `state`: an anomaly guard (EWMA + Z-score)
+//! that neither chases a lone outlier nor scales down on one, and a
+//! scale-down dwell.
 
+mod dwell;
+mod guard;
+mod memory;
+
+pub use guard::AnomalyConfig;
+
+use dwell::Step;
+use guard::Verdict;
+use memory::Memory;
 use serde::Deserialize;
 use wasm_autoscaler_guest::{export_decider, forecast, metric, DecideRequest, Decider, Decision};
+
+/// The longest scale-down dwell: a day.
+const MAX_DWELL_SECONDS: f64 = 86_400.0;
 
 /// Configuration of the `forecast` decider.
 #[derive(Debug, Deserialize)]
@@ -37,6 +52,14 @@ pub struct Config {
     /// what a spike in the current value means (such as `adaptive`'s guard).
     #[serde(default = "default_use_current")]
     pub use_current: bool,
+    /// Watch the metric for anomalies: a lone outlier is neither chased nor
+    /// a reason to scale down, a sustained run of them is followed at once.
+    #[serde(default)]
+    pub anomaly: Option<AnomalyConfig>,
+    /// Scale down only after every decision for this many seconds wanted
+    /// fewer pods, and then to the most any of them wanted (0: at once).
+    #[serde(default)]
+    pub scale_down_dwell_seconds: f64,
 }
 
 fn default_use_current() -> bool {
@@ -91,239 +114,139 @@ impl Decider for ForecastSizing {
                 config.scale_down_tolerance
             ));
         }
+        if !(0.0..=MAX_DWELL_SECONDS).contains(&config.scale_down_dwell_seconds) {
+            return Err(format!(
+                "`scaleDownDwellSeconds` must be in [0, {MAX_DWELL_SECONDS}], got {}",
+                config.scale_down_dwell_seconds
+            ));
+        }
+        if let Some(anomaly) = &config.anomaly {
+            anomaly.validate()?;
+        }
         Ok(())
     }
 
     fn decide(config: &Config, request: &DecideRequest) -> Result<Decision, String> {
-        let now = metric(request, &config.metric)?;
-        let peak = forecast(request, &config.metric)
-            .and_then(|f| f.points.iter().max_by(|a, b| a.value.total_cmp(&b.value)));
-        let (demand, why) = match peak {
-            Some(p) if p.value > now || !config.use_current => {
-                let ahead_s = ((p.time_ms - request.target.now_ms) / 1000.0).max(0.0);
-                (
-                    p.value,
-                    format!(
-                        "forecast peak {:.1} in {ahead_s:.0}s (now {now:.1})",
-                        p.value
-                    ),
-                )
-            }
-            _ => (now, format!("current {now:.1}")),
+        let keeps_state = config.anomaly.is_some() || config.scale_down_dwell_seconds > 0.0;
+        let mut memory = Memory::decode(request.state.as_deref());
+        let observed = metric(request, &config.metric)?;
+        let verdict = config
+            .anomaly
+            .as_ref()
+            .map_or(Verdict::Normal, |a| memory.guard.observe(a, observed));
+        // A held anomaly is sized as if the metric stood at its EWMA.
+        let load = match verdict {
+            Verdict::Held { level, .. } => level,
+            _ => observed,
         };
-        let per_pod = config.capacity_per_pod * config.target_utilization;
-        let needed = demand * (1.0 + config.headroom);
-        let mut sized = (needed / per_pod).ceil();
-        let current = f64::from(request.target.current_replicas);
-        if let (true, Some(down)) = (sized < current, config.scale_down_utilization) {
-            sized = (needed / (config.capacity_per_pod * down)).ceil();
-            if sized >= current {
-                return Ok(Decision {
-                    desired_replicas: request.target.current_replicas,
-                    reason: format!(
-                        "holding: fewer pods would run above {down} utilization ({why})"
-                    ),
-                    state: None,
-                });
+        let (mut desired, mut reason) = size(config, request, load);
+        let current = request.target.current_replicas;
+        match verdict {
+            Verdict::Held { z, level, run } => {
+                let above = z > 0.0;
+                let side = if above { "above" } else { "below" };
+                let what = format!(
+                    "`{}` {observed:.1} is an anomaly, {:.1} deviations {side} its EWMA {level:.1} ({run} in a row; followed at {})",
+                    config.metric,
+                    z.abs(),
+                    config.anomaly.as_ref().map_or(0, |a| a.sustained),
+                );
+                if desired < current || (!above && desired == current) {
+                    desired = current;
+                    reason = format!("holding: no scale-down on an anomaly: {what}");
+                } else {
+                    reason = format!("{reason}; {what}, not chased");
+                }
             }
+            Verdict::Followed { run } => {
+                reason = format!(
+                    "{reason}; `{}` {observed:.1} is the anomaly {run} in a row: the new level",
+                    config.metric
+                );
+            }
+            Verdict::Normal => {}
         }
-        if sized < current && sized >= current * (1.0 - config.scale_down_tolerance) {
-            return Ok(Decision {
-                desired_replicas: request.target.current_replicas,
-                reason: format!(
-                    "holding: {sized} pods would do ({why}), within the scale-down tolerance"
-                ),
-                state: None,
-            });
+        if desired < current && config.scale_down_dwell_seconds > 0.0 {
+            let dwell_ms = config.scale_down_dwell_seconds * 1000.0;
+            match memory
+                .dwell
+                .want_fewer(request.target.now_ms, desired, dwell_ms)
+            {
+                Step::Wait { left_ms } => {
+                    reason = format!(
+                        "holding: {desired} pods would do ({reason}); the scale-down dwell ends in {:.0}s",
+                        left_ms / 1000.0
+                    );
+                    desired = current;
+                }
+                Step::Go { to } => {
+                    desired = to;
+                    reason = format!(
+                        "{to} pods, the most any decision of the last {:.0}s wanted ({reason})",
+                        config.scale_down_dwell_seconds
+                    );
+                }
+            }
+        } else {
+            memory.dwell.reset();
         }
         Ok(Decision {
-            desired_replicas: sized.clamp(0.0, f64::from(u32::MAX)) as u32,
-            reason: format!(
-                "sized for {} {}: {why}, at {:.1} per pod",
-                fmt_num(demand),
-                config.metric,
-                per_pod
-            ),
-            state: None,
+            desired_replicas: desired,
+            reason,
+            state: keeps_state.then(|| memory.encode()),
         })
     }
 }
 
-fn fmt_num(v: f64) -> String {
-    format!("{v:.1}")
+/// The replicas `load` (or a higher forecast) needs, and why; the current
+/// count when the change would fall inside the hysteresis band or the
+/// scale-down tolerance.
+fn size(config: &Config, request: &DecideRequest, load: f64) -> (u32, String) {
+    let peak = forecast(request, &config.metric)
+        .and_then(|f| f.points.iter().max_by(|a, b| a.value.total_cmp(&b.value)));
+    let (demand, why) = match peak {
+        Some(p) if p.value > load || !config.use_current => {
+            let ahead_s = ((p.time_ms - request.target.now_ms) / 1000.0).max(0.0);
+            (
+                p.value,
+                format!(
+                    "forecast peak {:.1} in {ahead_s:.0}s (now {load:.1})",
+                    p.value
+                ),
+            )
+        }
+        _ => (load, format!("current {load:.1}")),
+    };
+    let per_pod = config.capacity_per_pod * config.target_utilization;
+    let needed = demand * (1.0 + config.headroom);
+    let mut sized = (needed / per_pod).ceil();
+    let current = request.target.current_replicas;
+    let current_f = f64::from(current);
+    if let (true, Some(down)) = (sized < current_f, config.scale_down_utilization) {
+        sized = (needed / (config.capacity_per_pod * down)).ceil();
+        if sized >= current_f {
+            return (
+                current,
+                format!("holding: fewer pods would run above {down} utilization ({why})"),
+            );
+        }
+    }
+    if sized < current_f && sized >= current_f * (1.0 - config.scale_down_tolerance) {
+        return (
+            current,
+            format!("holding: {sized} pods would do ({why}), within the scale-down tolerance"),
+        );
+    }
+    (
+        sized.clamp(0.0, f64::from(u32::MAX)) as u32,
+        format!(
+            "sized for {demand:.1} {}: {why}, at {per_pod:.1} per pod",
+            config.metric
+        ),
+    )
 }
 
 export_decider!(ForecastSizing);
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use wasm_autoscaler_guest::{harness, ForecastPoint, MetricForecast, MetricValue, TargetState};
-
-    fn request(now: f64, forecast: &[f64]) -> DecideRequest {
-        DecideRequest {
-            target: TargetState {
-                now_ms: 0.0,
-                current_replicas: 3,
-                ready_replicas: 3,
-                warming_replicas: 0,
-                min_replicas: 1,
-                max_replicas: 50,
-            },
-            metrics: vec![MetricValue {
-                name: "rps".into(),
-                value: Some(now),
-            }],
-            forecasts: vec![MetricForecast {
-                name: "rps".into(),
-                points: forecast
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &v)| ForecastPoint {
-                        time_ms: (i + 1) as f64 * 15_000.0,
-                        value: v,
-                    })
-                    .collect(),
-            }],
-            config: r#"{"capacityPerPod": 10, "targetUtilization": 0.5}"#.into(),
-            state: None,
-        }
-    }
-
-    #[test]
-    fn sizes_for_the_forecast_peak() {
-        let d = harness::decide::<ForecastSizing>(&request(20.0, &[30.0, 61.0, 40.0])).unwrap();
-        assert_eq!(d.desired_replicas, 13);
-        assert!(
-            d.reason.contains("forecast peak 61.0 in 30s"),
-            "{}",
-            d.reason
-        );
-    }
-
-    #[test]
-    fn never_sizes_below_current_load() {
-        let d = harness::decide::<ForecastSizing>(&request(40.0, &[10.0])).unwrap();
-        assert_eq!(d.desired_replicas, 8);
-    }
-
-    #[test]
-    fn small_dips_hold_the_current_count() {
-        let mut r = request(14.0, &[]);
-        r.target.current_replicas = 3;
-        // 14 / 5 → 3: no change; 10 / 5 → 2 is a third below 3: scale down.
-        assert_eq!(
-            harness::decide::<ForecastSizing>(&r)
-                .unwrap()
-                .desired_replicas,
-            3
-        );
-        r.target.current_replicas = 30;
-        r.metrics[0].value = Some(140.0);
-        // 28 is within 10% of 30.
-        let d = harness::decide::<ForecastSizing>(&r).unwrap();
-        assert_eq!(d.desired_replicas, 30, "{}", d.reason);
-        r.metrics[0].value = Some(100.0);
-        assert_eq!(
-            harness::decide::<ForecastSizing>(&r)
-                .unwrap()
-                .desired_replicas,
-            20
-        );
-    }
-
-    #[test]
-    fn headroom_adds_capacity() {
-        let mut r = request(40.0, &[]);
-        r.config = r#"{"capacityPerPod": 10, "targetUtilization": 0.5, "headroom": 0.25}"#.into();
-        assert_eq!(
-            harness::decide::<ForecastSizing>(&r)
-                .unwrap()
-                .desired_replicas,
-            10
-        );
-    }
-
-    #[test]
-    fn scale_down_utilization_is_a_hysteresis_band() {
-        // 10 pods, load for 7.9 at 0.5 per pod (8 pods): down to 8 without
-        // the band; at 0.4 per pod it needs 10 and holds.
-        let mut r = request(39.5, &[]);
-        r.target.current_replicas = 10;
-        assert_eq!(
-            harness::decide::<ForecastSizing>(&r)
-                .unwrap()
-                .desired_replicas,
-            8
-        );
-        r.config =
-            r#"{"capacityPerPod": 10, "targetUtilization": 0.5, "scaleDownUtilization": 0.4}"#
-                .into();
-        let d = harness::decide::<ForecastSizing>(&r).unwrap();
-        assert_eq!(d.desired_replicas, 10, "{}", d.reason);
-        assert!(d.reason.contains("above 0.4 utilization"), "{}", d.reason);
-        // Far enough down it scales, sized at the band's utilization: 20 / 4 → 5.
-        r.metrics[0].value = Some(20.0);
-        assert_eq!(
-            harness::decide::<ForecastSizing>(&r)
-                .unwrap()
-                .desired_replicas,
-            5
-        );
-        // Scale-ups are sized at the target: 60 / 5 → 12.
-        r.metrics[0].value = Some(60.0);
-        assert_eq!(
-            harness::decide::<ForecastSizing>(&r)
-                .unwrap()
-                .desired_replicas,
-            12
-        );
-    }
-
-    #[test]
-    fn without_use_current_the_forecast_alone_decides() {
-        // A spike in the current value the predictor chose not to chase.
-        let mut r = request(100.0, &[20.0, 20.0]);
-        assert_eq!(
-            harness::decide::<ForecastSizing>(&r)
-                .unwrap()
-                .desired_replicas,
-            20
-        );
-        r.config =
-            r#"{"capacityPerPod": 10, "targetUtilization": 0.5, "useCurrent": false}"#.into();
-        assert_eq!(
-            harness::decide::<ForecastSizing>(&r)
-                .unwrap()
-                .desired_replicas,
-            4
-        );
-        // With no forecast the current value is all there is.
-        r.forecasts.clear();
-        assert_eq!(
-            harness::decide::<ForecastSizing>(&r)
-                .unwrap()
-                .desired_replicas,
-            20
-        );
-    }
-
-    #[test]
-    fn rejects_bad_configs() {
-        for (c, needle) in [
-            (r#"{}"#, "capacityPerPod"),
-            (r#"{"capacityPerPod": 0}"#, "capacityPerPod"),
-            (
-                r#"{"capacityPerPod": 1, "targetUtilization": 0.7, "scaleDownUtilization": 0.8}"#,
-                "scaleDownUtilization",
-            ),
-            (
-                r#"{"capacityPerPod": 1, "targetUtilization": 1.5}"#,
-                "targetUtilization",
-            ),
-        ] {
-            let e = harness::validate_decider_config::<ForecastSizing>(c).unwrap_err();
-            assert!(e.contains(needle), "{c}: {e}");
-        }
-    }
-}
+mod tests;

@@ -1,6 +1,7 @@
 //! The bundled reference policies, compiled to components and run by the host.
 
 use wasm_autoscaler::bundled;
+use wasm_autoscaler::runtime::bindings::DecideRequest;
 use wasm_autoscaler::runtime::{synthetic, Runtime, RuntimeConfig, RuntimeError, World};
 
 fn runtime() -> Runtime {
@@ -56,6 +57,40 @@ fn forecast_decider_sizes_for_the_forecast_through_wasm() {
     // The forecast peaks at 480 rps; 480 / 25 → 20 pods.
     assert_eq!(d.desired_replicas, 20, "{}", d.reason);
     assert!(d.reason.contains("forecast peak 480.0"), "{}", d.reason);
+}
+
+#[test]
+fn forecast_decider_keeps_its_anomaly_guard_in_state_through_wasm() {
+    let rt = runtime();
+    let mut i = rt.load(bundled::FORECAST).unwrap().instantiate().unwrap();
+    let config = r#"{"capacityPerPod": 50, "targetUtilization": 0.5, "anomaly": {}}"#;
+    let mut request = synthetic::decide_request(config, Vec::new());
+    // Thirty ticks at 240–242 rps (10 pods), each handed the last one's state as
+    // the host does, then one at 2,000.
+    let mut decide = |rps: f64, request: &mut DecideRequest| {
+        request.metrics[0].value = Some(rps);
+        request.target.now_ms += 15_000.0;
+        let d = i.decide(request).unwrap();
+        request.state = d.state.clone();
+        d
+    };
+    for k in 0..30 {
+        let d = decide(240.0 + f64::from(k % 3), &mut request);
+        assert_eq!(d.desired_replicas, 10, "{}", d.reason);
+    }
+    assert!(request.state.is_some(), "the guard keeps its EWMA in state");
+    let d = decide(2_000.0, &mut request);
+    assert_eq!(d.desired_replicas, 10, "{}", d.reason);
+    assert!(
+        d.reason.contains("`rps` 2000.0 is an anomaly") && d.reason.contains("not chased"),
+        "{}",
+        d.reason
+    );
+    // Without the state handed back, the guard has learnt nothing and the
+    // same value is sized for: 2,000 / 25 → 80 pods.
+    request.state = None;
+    let d = decide(2_000.0, &mut request);
+    assert_eq!(d.desired_replicas, 80, "{}", d.reason);
 }
 
 #[test]
