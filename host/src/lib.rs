@@ -9,7 +9,7 @@
 // Audited exceptions: two load compiled components wasmtime made, from the
 // disk cache (`runtime::disk_cache`) and from a compile worker
 // (`runtime::deserialize_artifact`); two ask glibc to return freed heap and
-// to cap its arenas (`operator::memory`).
+// to cap its arenas and map large blocks on their own (`operator::memory`).
 #![deny(unsafe_code)]
 
 pub mod boundary;

@@ -85,7 +85,7 @@ pub struct RunArgs {
 
 pub fn run(args: RunArgs, sandbox: &SandboxArgs) -> Result<()> {
     // Before any thread starts: an arena, once made, stays.
-    operator::memory::limit_arenas();
+    operator::memory::tune_allocator();
     let runtime = Arc::new(sandbox.runtime(InstanceMode::PerTenant)?);
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -4,7 +4,12 @@
 //! the operator's RSS would stay at its peak; `malloc_trim` returns the free
 //! pages of every arena. Fewer arenas also fragment less: glibc's default of
 //! eight per core, each filled by whichever threads the burst ran on, kept a
-//! third more resident in the scale benchmark than one per core.
+//! third more resident in the scale benchmark than one per core. And blocks
+//! of 64 KiB or more (policy files, ConfigMap bodies, API responses) are
+//! mapped on their own and unmapped when freed: by default glibc raises
+//! that threshold to the largest block freed so far (up to 32 MiB), so after
+//! the first large component was read, every later one was carved out of an
+//! arena and left it fragmented.
 
 use std::time::Duration;
 
@@ -29,19 +34,25 @@ pub fn trim() -> bool {
     }
 }
 
-/// Caps glibc's arenas at one per core (at least two); call it before threads
-/// start, as an arena, once made, lives as long as the process. False where
-/// the allocator offers no such cap.
-pub fn limit_arenas() -> bool {
+/// Blocks at least this large are mapped on their own and returned when freed.
+pub const MMAP_THRESHOLD: usize = 64 << 10;
+
+/// Caps glibc's arenas at one per core (at least two) and maps blocks of
+/// [`MMAP_THRESHOLD`] or more on their own; call it before threads start, as
+/// an arena, once made, lives as long as the process. False where the
+/// allocator offers no such settings.
+pub fn tune_allocator() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
         let arenas = libc::c_int::try_from(cores.max(2)).unwrap_or(libc::c_int::MAX);
+        let threshold = libc::c_int::try_from(MMAP_THRESHOLD).expect("64 KiB fits");
         // SAFETY: `mallopt` takes no pointer; it sets a parameter under the
         // allocator's own lock.
         #[allow(unsafe_code)]
         unsafe {
             libc::mallopt(libc::M_ARENA_MAX, arenas) == 1
+                && libc::mallopt(libc::M_MMAP_THRESHOLD, threshold) == 1
         }
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
@@ -85,9 +96,9 @@ mod tests {
     }
 
     #[test]
-    fn the_arena_cap_is_accepted() {
+    fn the_allocator_settings_are_accepted() {
         assert_eq!(
-            limit_arenas(),
+            tune_allocator(),
             cfg!(all(target_os = "linux", target_env = "gnu"))
         );
     }
