@@ -179,6 +179,13 @@ impl Decider for ForecastSizing {
                     );
                     desired = current;
                 }
+                // The count fell under the dwell's most from elsewhere: a dwell never scales up.
+                Step::Go { to } if to >= current => {
+                    desired = current;
+                    reason = format!(
+                        "holding: the scale-down dwell ended wanting {to} pods, no fewer than the {current} there are ({reason})"
+                    );
+                }
                 Step::Go { to } => {
                     desired = to;
                     reason = format!(

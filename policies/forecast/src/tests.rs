@@ -302,6 +302,35 @@ fn a_tick_that_wants_no_fewer_pods_starts_the_dwell_again() {
 }
 
 #[test]
+fn a_dwell_never_scales_up_when_the_count_fell_under_it() {
+    // 12 pods wanted at 15 s, then someone scales the target to 10 by hand;
+    // the dwell ends at 75 s wanting 8, the most of the dwell being 12.
+    let mut r = request(60.0, &[]);
+    r.forecasts.clear();
+    r.config = DWELL.into();
+    r.target.current_replicas = 20;
+    for (i, (load, current)) in [(60.0, 20), (40.0, 10), (40.0, 10), (40.0, 10), (40.0, 10)]
+        .into_iter()
+        .enumerate()
+    {
+        r.target.now_ms = (i + 1) as f64 * 15_000.0;
+        r.target.current_replicas = current;
+        r.metrics[0].value = Some(load);
+        let d = harness::decide::<ForecastSizing>(&r).unwrap();
+        assert!(d.desired_replicas <= current, "{}: {}", i, d.reason);
+        if i == 4 {
+            assert!(
+                d.reason
+                    .starts_with("holding: the scale-down dwell ended wanting 12 pods"),
+                "{}",
+                d.reason
+            );
+        }
+        r.state = d.state;
+    }
+}
+
+#[test]
 fn state_is_kept_only_when_a_guard_needs_it_and_foreign_state_starts_afresh() {
     assert_eq!(run(PLAIN, 20, &[100.0]).state, None);
     let kept = run(GUARDED, 20, &[100.0])
