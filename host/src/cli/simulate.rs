@@ -33,7 +33,7 @@ pub struct SimulateArgs {
     /// With --file: feed the simulated `rps` or `utilization` to a metric of another name, e.g. `requests=rps`.
     #[arg(long = "metric", value_name = "NAME=rps|utilization", value_parser = parse_alias, requires = "file")]
     metric_aliases: Vec<(String, String)>,
-    /// Requests per second one pod serves; by default the trace's peak / 40.
+    /// Requests per second one pod serves, rounded to 0.001; by default the trace's peak / 40.
     #[arg(long)]
     capacity: Option<f64>,
     /// Seconds from pod creation until it serves.
