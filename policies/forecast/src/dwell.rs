@@ -23,15 +23,19 @@ pub struct Dwell {
 impl Dwell {
     /// A tick at `now_ms` wants `wanted` pods, fewer than it has.
     pub fn want_fewer(&mut self, now_ms: f64, wanted: u32, dwell_ms: f64) -> Step {
-        match self.since_ms {
+        let since = match self.since_ms {
             // A clock that went back starts the dwell again, as a first tick does.
-            Some(since) if since <= now_ms => self.most = self.most.max(wanted),
+            Some(since) if since <= now_ms => {
+                self.most = self.most.max(wanted);
+                since
+            }
             _ => {
                 self.since_ms = Some(now_ms);
                 self.most = wanted;
+                now_ms
             }
-        }
-        let waited = now_ms - self.since_ms.unwrap_or(now_ms);
+        };
+        let waited = now_ms - since;
         if waited >= dwell_ms {
             let to = self.most;
             self.reset();

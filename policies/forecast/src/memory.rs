@@ -37,22 +37,32 @@ impl Memory {
     }
 
     fn parse(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() != LEN || bytes[0] != VERSION {
+        let (&version, mut rest) = bytes.split_first()?;
+        if bytes.len() != LEN || version != VERSION {
             return None;
         }
-        let f64_at = |at: usize| f64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
-        let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
-        let since = f64_at(25);
+        // Fields in the order `encode` writes them; the length was checked above.
+        let mut take = |n: usize| {
+            let (field, tail) = rest.split_at(n);
+            rest = tail;
+            field
+        };
+        let level = f64::from_le_bytes(take(8).try_into().ok()?);
+        let variance = f64::from_le_bytes(take(8).try_into().ok()?);
+        let seen = u32::from_le_bytes(take(4).try_into().ok()?);
+        let run = i32::from_le_bytes(take(4).try_into().ok()?);
+        let since = f64::from_le_bytes(take(8).try_into().ok()?);
+        let most = u32::from_le_bytes(take(4).try_into().ok()?);
         Some(Memory {
             guard: Guard {
-                level: f64_at(1),
-                variance: f64_at(9),
-                seen: u32_at(17),
-                run: i32::from_le_bytes(bytes[21..25].try_into().unwrap()),
+                level,
+                variance,
+                seen,
+                run,
             },
             dwell: Dwell {
                 since_ms: since.is_finite().then_some(since),
-                most: u32_at(33),
+                most,
             },
         })
     }
