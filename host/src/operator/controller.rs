@@ -17,7 +17,6 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -27,6 +26,7 @@ use super::crd::{
     WasmAutoscalerSpec, WasmAutoscalerStatus, PAUSE_ANNOTATION,
 };
 use super::evaluator::Evaluator;
+use super::events::{EventType, Recorder};
 use super::load_gate::{LoadGate, LoadPermit};
 use super::pods::PodCache;
 use super::policies::{self, LoadError};
@@ -96,12 +96,8 @@ impl Context {
         settings: &Settings,
     ) -> Self {
         let (wake, woken) = futures::channel::mpsc::unbounded();
-        let reporter = Reporter {
-            controller: "wasm-autoscaler".into(),
-            instance: Some(settings.identity.clone()),
-        };
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: Recorder::new(client.clone(), "wasm-autoscaler", &settings.identity),
             client,
             runtime,
             metrics,
@@ -198,14 +194,7 @@ impl Context {
     }
 
     async fn event(&self, obj: &WasmAutoscaler, type_: EventType, reason: &str, note: String) {
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: reason.into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+        if let Err(e) = self.recorder.publish(obj, type_, reason, &note).await {
             tracing::warn!(error = %e, reason, "could not publish an event");
         }
     }

@@ -9,6 +9,7 @@ pub mod api_client;
 pub mod controller;
 pub mod crd;
 mod evaluator;
+pub mod events;
 mod files;
 pub mod lease;
 pub mod load_gate;

@@ -3,6 +3,7 @@
 
 mod bundled_policies;
 mod compile_cache;
+mod events;
 mod file_roots;
 mod guests;
 mod hpa_agreement;
