@@ -3,7 +3,7 @@
 //! of each pod, indexed by namespace and label, so a tick's look-up costs the
 //! pods of one label, not every pod of the cluster.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use futures::StreamExt;
@@ -13,27 +13,57 @@ use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, ResourceExt};
 
+/// Text shared between pods: namespaces, label keys and values, and a pod's
+/// name between the index and its label sets.
+type Text = Arc<str>;
+
+/// A pod's labels, sorted by key; keys and values are interned, since the
+/// pods of one workload (and most of a cluster) repeat them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Labels(Box<[(Text, Text)]>);
+
+impl Labels {
+    /// The value of label `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|(k, _)| (**k).cmp(key))
+            .ok()
+            .map(|i| &*self.0[i].1)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &(Text, Text)> {
+        self.0.iter()
+    }
+}
+
 /// What a tick needs to know of one pod.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PodView {
-    pub uid: Option<String>,
-    pub labels: BTreeMap<String, String>,
+    pub uid: Option<Box<str>>,
+    pub labels: Labels,
     /// Being deleted, or finished (`Succeeded`, `Failed`): not counted at all.
     pub gone: bool,
     /// The `Ready` condition is `True`.
     pub ready: bool,
     /// When it started (its creation time until the kubelet reports one).
     pub started: Option<Timestamp>,
-    pub ip: Option<String>,
+    pub ip: Option<Box<str>>,
 }
 
-impl From<&Pod> for PodView {
-    fn from(pod: &Pod) -> Self {
+impl PodView {
+    /// The view of `pod`, its labels' text taken from `strings`.
+    fn of(pod: &Pod, strings: &mut Strings) -> Self {
         let status = pod.status.as_ref();
         let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("");
         PodView {
-            uid: pod.metadata.uid.clone(),
-            labels: pod.labels().clone(),
+            uid: pod.metadata.uid.as_deref().map(Box::from),
+            // A BTreeMap iterates in key order, which `Labels::get` relies on.
+            labels: Labels(
+                pod.labels()
+                    .iter()
+                    .map(|(k, v)| (strings.get(k), strings.get(v)))
+                    .collect(),
+            ),
             gone: pod.metadata.deletion_timestamp.is_some()
                 || phase == "Succeeded"
                 || phase == "Failed",
@@ -44,12 +74,49 @@ impl From<&Pod> for PodView {
                 .and_then(|s| s.start_time.as_ref())
                 .or(pod.metadata.creation_timestamp.as_ref())
                 .map(|t| t.0),
-            ip: status.and_then(|s| s.pod_ip.clone()),
+            ip: status.and_then(|s| s.pod_ip.as_deref()).map(Box::from),
         }
     }
 }
 
-type PodKey = (String, String);
+impl From<&Pod> for PodView {
+    fn from(pod: &Pod) -> Self {
+        PodView::of(pod, &mut Strings::default())
+    }
+}
+
+/// Interned text; an entry no pod holds any more is dropped once as many
+/// entries were added since the last sweep as there are, so sweeps cost
+/// amortized O(1) per pod.
+#[derive(Default)]
+struct Strings {
+    set: HashSet<Text>,
+    added: usize,
+}
+
+impl Strings {
+    fn get(&mut self, s: &str) -> Text {
+        if let Some(t) = self.set.get(s) {
+            return Arc::clone(t);
+        }
+        self.added += 1;
+        if self.added > self.set.len().max(1024) {
+            self.set.retain(|t| Arc::strong_count(t) > 1);
+            self.added = 0;
+        }
+        let t: Text = Arc::from(s);
+        self.set.insert(Arc::clone(&t));
+        t
+    }
+
+    /// The interned `s`, when some pod holds it.
+    fn find(&self, s: &str) -> Option<&Text> {
+        self.set.get(s)
+    }
+}
+
+/// Namespace and name.
+type PodKey = (Text, Text);
 
 /// The watched pods; empty and not ready until the watch's first list is in.
 #[derive(Default)]
@@ -62,9 +129,10 @@ struct Index {
     ready: bool,
     pods: HashMap<PodKey, Arc<PodView>>,
     /// Pod names by namespace, label key and value.
-    by_label: HashMap<(String, String, String), HashSet<String>>,
+    by_label: HashMap<(Text, Text, Text), HashSet<Text>>,
     /// Pods of the list in progress after a (re)start of the watch.
     listing: Option<Vec<(PodKey, PodView)>>,
+    strings: Strings,
 }
 
 impl PodCache {
@@ -92,10 +160,14 @@ impl PodCache {
 
     fn apply(&self, event: Event<Pod>) {
         let mut index = self.inner.write().expect("pod cache lock");
+        let index = &mut *index;
         match event {
             Event::Init => index.listing = Some(Vec::new()),
             Event::InitApply(pod) => {
-                let entry = (key_of(&pod), PodView::from(&pod));
+                let entry = (
+                    key_of(&pod, &mut index.strings),
+                    PodView::of(&pod, &mut index.strings),
+                );
                 index.listing.get_or_insert_with(Vec::new).push(entry);
             }
             Event::InitDone => {
@@ -108,12 +180,14 @@ impl PodCache {
                 index.ready = true;
             }
             Event::Apply(pod) => {
-                let key = key_of(&pod);
+                let key = key_of(&pod, &mut index.strings);
                 index.remove(&key);
-                index.insert(key, PodView::from(&pod));
+                let view = PodView::of(&pod, &mut index.strings);
+                index.insert(key, view);
             }
             Event::Delete(pod) => {
-                index.remove(&key_of(&pod));
+                let key = key_of(&pod, &mut index.strings);
+                index.remove(&key);
             }
         }
     }
@@ -127,16 +201,24 @@ impl PodCache {
         if !index.ready {
             return None;
         }
+        let Some(ns) = index.strings.find(namespace) else {
+            // No pod was ever seen in this namespace.
+            return Some(Vec::new());
+        };
         // The smallest set of names an equality requirement allows (none when no pod has
         // that label); a selector without one scans the namespace.
+        let label = |k: &str, v: &str| {
+            let key = (
+                Arc::clone(ns),
+                Arc::clone(index.strings.find(k)?),
+                Arc::clone(index.strings.find(v)?),
+            );
+            index.by_label.get(&key)
+        };
         let narrowest = requirements
             .iter()
             .filter_map(|r| match r {
-                Requirement::In(k, values) if values.len() == 1 => Some(index.by_label.get(&(
-                    namespace.to_string(),
-                    k.clone(),
-                    values[0].clone(),
-                ))),
+                Requirement::In(k, values) if values.len() == 1 => Some(label(k, &values[0])),
                 _ => None,
             })
             .min_by_key(|names| names.map_or(0, HashSet::len));
@@ -145,14 +227,14 @@ impl PodCache {
             Some(names) => names
                 .into_iter()
                 .flatten()
-                .filter_map(|name| index.pods.get(&(namespace.to_string(), name.clone())))
+                .filter_map(|name| index.pods.get(&(Arc::clone(ns), Arc::clone(name))))
                 .filter(|view| matches(view))
                 .cloned()
                 .collect(),
             None => index
                 .pods
                 .iter()
-                .filter(|((ns, _), view)| ns == namespace && matches(view))
+                .filter(|((n, _), view)| **n == *namespace && matches(view))
                 .map(|(_, view)| Arc::clone(view))
                 .collect(),
         };
@@ -162,11 +244,11 @@ impl PodCache {
 
 impl Index {
     fn insert(&mut self, key: PodKey, view: PodView) {
-        for (k, v) in &view.labels {
+        for (k, v) in view.labels.iter() {
             self.by_label
-                .entry((key.0.clone(), k.clone(), v.clone()))
+                .entry((Arc::clone(&key.0), Arc::clone(k), Arc::clone(v)))
                 .or_default()
-                .insert(key.1.clone());
+                .insert(Arc::clone(&key.1));
         }
         self.pods.insert(key, Arc::new(view));
     }
@@ -175,8 +257,8 @@ impl Index {
         let Some(view) = self.pods.remove(key) else {
             return;
         };
-        for (k, v) in &view.labels {
-            let label = (key.0.clone(), k.clone(), v.clone());
+        for (k, v) in view.labels.iter() {
+            let label = (Arc::clone(&key.0), Arc::clone(k), Arc::clone(v));
             if let Some(names) = self.by_label.get_mut(&label) {
                 names.remove(&key.1);
                 if names.is_empty() {
@@ -187,8 +269,12 @@ impl Index {
     }
 }
 
-fn key_of(pod: &Pod) -> PodKey {
-    (pod.namespace().unwrap_or_default(), pod.name_any())
+/// The pod's namespace (interned) and name (its own: no two pods share one).
+fn key_of(pod: &Pod, strings: &mut Strings) -> PodKey {
+    (
+        strings.get(pod.metadata.namespace.as_deref().unwrap_or_default()),
+        Arc::from(pod.metadata.name.as_deref().unwrap_or_default()),
+    )
 }
 
 /// One requirement of a label selector.
@@ -201,12 +287,13 @@ enum Requirement {
 }
 
 impl Requirement {
-    fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+    fn matches(&self, labels: &Labels) -> bool {
+        let has = |vs: &[String], v: &str| vs.iter().any(|x| x == v);
         match self {
-            Requirement::In(k, vs) => labels.get(k).is_some_and(|v| vs.contains(v)),
-            Requirement::NotIn(k, vs) => labels.get(k).is_none_or(|v| !vs.contains(v)),
-            Requirement::Exists(k) => labels.contains_key(k),
-            Requirement::DoesNotExist(k) => !labels.contains_key(k),
+            Requirement::In(k, vs) => labels.get(k).is_some_and(|v| has(vs, v)),
+            Requirement::NotIn(k, vs) => labels.get(k).is_none_or(|v| !has(vs, v)),
+            Requirement::Exists(k) => labels.get(k).is_some(),
+            Requirement::DoesNotExist(k) => labels.get(k).is_none(),
         }
     }
 }
@@ -262,11 +349,15 @@ fn parse_selector(selector: &str) -> Option<Vec<Requirement>> {
 mod tests {
     use super::*;
 
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        let mut sorted = pairs.to_vec();
+        sorted.sort();
+        Labels(
+            sorted
+                .iter()
+                .map(|(k, v)| (Text::from(*k), Text::from(*v)))
+                .collect(),
+        )
     }
 
     fn picks(selector: &str, pairs: &[(&str, &str)]) -> bool {
@@ -302,10 +393,55 @@ mod tests {
 
     fn names(cache: &PodCache, ns: &str, selector: &str) -> Option<Vec<String>> {
         cache.select(ns, selector).map(|views| {
-            let mut n: Vec<String> = views.iter().filter_map(|v| v.uid.clone()).collect();
+            let mut n: Vec<String> = views
+                .iter()
+                .filter_map(|v| v.uid.as_deref().map(String::from))
+                .collect();
             n.sort();
             n
         })
+    }
+
+    #[test]
+    fn pods_share_their_label_text_and_text_no_pod_holds_is_let_go() {
+        let cache = PodCache::default();
+        cache.apply(Event::Init);
+        for i in 0..100 {
+            cache.apply(Event::InitApply(pod("a", &format!("web-{i}"), "web", true)));
+        }
+        cache.apply(Event::InitDone);
+        let views = cache.select("a", "app=web").unwrap();
+        assert_eq!(views.len(), 100);
+        assert!(Arc::ptr_eq(
+            &views[0].labels.0[0].1,
+            &views[99].labels.0[0].1
+        ));
+        drop(views);
+        for i in 0..100 {
+            cache.apply(Event::Delete(pod("a", &format!("web-{i}"), "web", true)));
+        }
+        // Enough new text to sweep: every pod of its own app.
+        for i in 0..3000 {
+            cache.apply(Event::Apply(pod(
+                "b",
+                &format!("api-{i}"),
+                &format!("api-{i}"),
+                true,
+            )));
+        }
+        {
+            let index = cache.inner.read().unwrap();
+            assert!(index.strings.find("web").is_none(), "no pod holds `web`");
+            assert!(index.strings.find("a").is_none(), "no pod is in `a`");
+            assert!(index.strings.find("api-2999").is_some());
+            assert!(
+                index.strings.set.len() < 3000 + 1100,
+                "{}",
+                index.strings.set.len()
+            );
+        }
+        assert_eq!(names(&cache, "a", "app=web").unwrap(), Vec::<String>::new());
+        assert_eq!(names(&cache, "b", "app=api-7").unwrap(), ["b-api-7"]);
     }
 
     #[test]

@@ -175,8 +175,8 @@ fn count<'a>(
         }
         if let (true, Some(ip), Some(uid)) = (pod.ready, &pod.ip, &pod.uid) {
             counts.endpoints.push(Endpoint {
-                id: uid.clone(),
-                host: ip.clone(),
+                id: uid.to_string(),
+                host: ip.to_string(),
                 port: None,
             });
         }
