@@ -221,8 +221,9 @@ struct TargetState {
     generation: Option<i64>,
     /// The loaded policies.
     loaded: Vec<LoadedEntry>,
-    pipeline: Option<Pipeline>,
-    shadow: Option<Pipeline>,
+    /// Boxed: a pipeline is over 1 KiB, and most autoscalers have no shadow.
+    pipeline: Option<Box<Pipeline>>,
+    shadow: Option<Box<Pipeline>>,
     scrape: ScrapeState,
     next_due: Option<Instant>,
     /// Whether the safety layer has been told about the target's past (a new leader).
@@ -876,14 +877,14 @@ impl Tick<'_> {
             let main = target_spec(decider);
             match state.pipeline.as_mut() {
                 Some(p) => p.respec(main),
-                None => state.pipeline = Some(Pipeline::new(main)),
+                None => state.pipeline = Some(Box::new(Pipeline::new(main))),
             }
             state.shadow = match (specs.remove("shadow"), state.shadow.take()) {
                 (Some(s), Some(mut p)) => {
                     p.respec(target_spec(s));
                     Some(p)
                 }
-                (Some(s), None) => Some(Pipeline::new(target_spec(s))),
+                (Some(s), None) => Some(Box::new(Pipeline::new(target_spec(s)))),
                 (None, _) => None,
             };
             for (role, source, _, digest) in &loaded {
@@ -1202,7 +1203,7 @@ impl Tick<'_> {
     }
 
     /// Runs the policies on the policy threads: a call may take up to the deadline.
-    async fn evaluate(&self, slot: &mut Option<Pipeline>, obs: &Observation) -> TickReport {
+    async fn evaluate(&self, slot: &mut Option<Box<Pipeline>>, obs: &Observation) -> TickReport {
         let mut pipeline = slot.take().expect("evaluated only with a pipeline");
         let obs = obs.clone();
         let started = Instant::now();
