@@ -494,7 +494,9 @@ pub fn check_for(
         source_name: source_name.clone(),
         error,
     };
-    let policy = runtime.load_for(tenant, bytes).map_err(runtime_error)?;
+    let policy = runtime
+        .load_digested(tenant, digest, bytes)
+        .map_err(runtime_error)?;
     if policy.world() != world {
         return Err(LoadError::WrongWorld {
             source_name,

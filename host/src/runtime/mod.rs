@@ -133,6 +133,8 @@ struct Inner {
     linker: Linker<Sandbox>,
     config: RuntimeConfig,
     compiled: Mutex<HashMap<Digest, Component>>,
+    /// Linked policies some target still holds, shared by every later load of their digest.
+    loaded: policy::Loaded,
     /// One lock per digest being compiled, so it is compiled once.
     compiling: Mutex<HashMap<Digest, Arc<Mutex<()>>>>,
     /// Compile slots, shared fairly between tenants. Compiling an 18 MB
@@ -197,6 +199,7 @@ impl Runtime {
             linker,
             config,
             compiled: Mutex::new(HashMap::new()),
+            loaded: Default::default(),
             compiling: Mutex::new(HashMap::new()),
             compile_queue: CompileQueue::new(compile_slots),
             pool,
@@ -237,9 +240,26 @@ impl Runtime {
     /// [`Runtime::load`] on behalf of `tenant` (the namespace asking), whose
     /// compile waits its turn among tenants.
     pub fn load_for(&self, tenant: &str, bytes: &[u8]) -> Result<Policy, RuntimeError> {
-        let digest = Digest::of(bytes);
+        self.load_digested(tenant, Digest::of(bytes), bytes)
+    }
+
+    /// [`Runtime::load_for`] of `bytes` whose digest the caller computed.
+    /// While any target holds a policy of that digest, the same linked policy
+    /// is handed out again (it holds no guest memory: instances stay per
+    /// tenant), so ten thousand targets of a policy hold one.
+    pub(crate) fn load_digested(
+        &self,
+        tenant: &str,
+        digest: Digest,
+        bytes: &[u8],
+    ) -> Result<Policy, RuntimeError> {
+        if let Some(policy) = self.inner.loaded.get(&digest) {
+            return Ok(policy);
+        }
         let component = self.compile(tenant, digest, bytes)?;
-        Policy::new(self.clone(), digest, bytes.len(), component, unpack(bytes))
+        let policy = Policy::new(self.clone(), digest, bytes.len(), component, unpack(bytes))?;
+        self.inner.loaded.insert(&policy);
+        Ok(policy)
     }
 
     /// Compiles a component within the budget, caching the result by digest

@@ -1,6 +1,7 @@
 //! A loaded policy component and the instances that run it.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
 
 use wasmtime::component::Component;
 use wasmtime::{Store, Trap};
@@ -76,6 +77,33 @@ struct PolicyInner {
 enum Pre {
     Predictor(PredictorPre<Sandbox>),
     Decider(DeciderPre<Sandbox>),
+}
+
+/// Policies still held somewhere, by digest; entries whose policy is gone are
+/// swept once the map has doubled since the last sweep.
+#[derive(Default)]
+pub(super) struct Loaded(Mutex<(HashMap<Digest, Weak<PolicyInner>>, usize)>);
+
+impl Loaded {
+    /// The held policy of `digest`, shared by no tenant yet.
+    pub(super) fn get(&self, digest: &Digest) -> Option<Policy> {
+        let loaded = self.0.lock().expect("loaded policies lock");
+        let inner = loaded.0.get(digest)?.upgrade()?;
+        Some(Policy {
+            inner,
+            tenant: None,
+        })
+    }
+
+    pub(super) fn insert(&self, policy: &Policy) {
+        let mut loaded = self.0.lock().expect("loaded policies lock");
+        let (map, swept_at) = &mut *loaded;
+        map.insert(policy.digest(), Arc::downgrade(&policy.inner));
+        if map.len() > (*swept_at * 2).max(64) {
+            map.retain(|_, p| p.strong_count() > 0);
+            *swept_at = map.len();
+        }
+    }
 }
 
 impl Policy {
@@ -378,5 +406,41 @@ impl Session {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::RuntimeConfig;
+
+    #[test]
+    fn loads_of_a_held_digest_share_one_linked_policy_but_not_its_tenant() {
+        let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+        let a = runtime
+            .load_for("team-a", crate::bundled::HPA)
+            .unwrap()
+            .shared_within("team-a");
+        let b = runtime.load_for("team-b", crate::bundled::HPA).unwrap();
+        assert!(Arc::ptr_eq(&a.inner, &b.inner), "one link for one digest");
+        assert_eq!(b.tenant, None, "a shared policy starts with no tenant");
+        let other = runtime
+            .load_for("team-a", crate::bundled::FORECAST)
+            .unwrap();
+        assert!(!Arc::ptr_eq(&a.inner, &other.inner));
+
+        let weak = Arc::downgrade(&a.inner);
+        drop((a, b));
+        assert_eq!(
+            weak.strong_count(),
+            0,
+            "the cache does not keep a policy alive"
+        );
+        let again = runtime.load_for("team-a", crate::bundled::HPA).unwrap();
+        assert_eq!(
+            again.digest(),
+            Digest::of(crate::bundled::HPA),
+            "linked again"
+        );
     }
 }
