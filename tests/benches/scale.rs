@@ -14,7 +14,7 @@
 //! decision (compiles included), then over a steady window: the operator
 //! process's RSS and CPU (as % of one core; its compile workers are other
 //! processes), tick lag p50/p99 (the gap between an object's consecutive
-//! reads of its target's scale, which open each tick, minus the interval),
+//! scrapes of its own metrics path, one per tick, minus the interval),
 //! API requests per second by verb, and metric requests per second. Then the
 //! load steps up for every object at once, and it prints the decision
 //! latency: from the new value being served to the object's scale write,
@@ -26,9 +26,9 @@
 //! the autoscalers in 16 shards (`--shards 16`), and RSS and CPU are printed
 //! per replica.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -80,7 +80,8 @@ fn autoscaler(i: usize, port: u16, python: &PythonPolicy) -> Value {
     let mut spec = json!({
         "scaleTargetRef": {"apiVersion": api_version, "kind": kind, "name": format!("w{i}")},
         "minReplicas": 1, "maxReplicas": 20, "interval": format!("{INTERVAL_S}s"), "warmup": "0s",
-        "metrics": [{"name": "rps", "scrape": {"port": port, "metric": "rps",
+        // A path per object, so the exporter tells each object's ticks apart.
+        "metrics": [{"name": "rps", "scrape": {"port": port, "metric": "rps", "path": format!("/metrics/w{i}"),
                                                "endpoints": [format!("{EXPORTER_IP}:{port}")]}}],
     });
     for (k, v) in policies(i, python).as_object().unwrap() {
@@ -252,6 +253,9 @@ async fn run(n: usize, steady_s: u64) {
     let server = ApiServer::start().await;
     let scrapes = Arc::new(AtomicU64::new(0));
     let counted = Arc::clone(&scrapes);
+    // When each object's metrics were scraped: once per tick.
+    let scraped: Arc<Mutex<HashMap<String, Vec<Instant>>>> = Arc::default();
+    let scraped_by = Arc::clone(&scraped);
     let load = Arc::new(AtomicU64::new(40));
     let served = Arc::clone(&load);
     let exporter = tokio::net::TcpListener::bind((EXPORTER_IP, 0))
@@ -259,12 +263,20 @@ async fn run(n: usize, steady_s: u64) {
         .unwrap();
     let port = exporter.local_addr().unwrap().port();
     let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            counted.fetch_add(1, Ordering::Relaxed);
-            let rps = served.load(Ordering::Relaxed);
-            async move { format!("# TYPE rps gauge\nrps {rps}\n") }
-        }),
+        "/metrics/{object}",
+        axum::routing::get(
+            move |axum::extract::Path(object): axum::extract::Path<String>| {
+                counted.fetch_add(1, Ordering::Relaxed);
+                scraped_by
+                    .lock()
+                    .unwrap()
+                    .entry(object)
+                    .or_default()
+                    .push(Instant::now());
+                let rps = served.load(Ordering::Relaxed);
+                async move { format!("# TYPE rps gauge\nrps {rps}\n") }
+            },
+        ),
     );
     tokio::spawn(async move { axum::serve(exporter, app).await.unwrap() });
     for d in 0..DIGESTS.min(n.div_ceil(10)) {
@@ -339,14 +351,8 @@ async fn run(n: usize, steady_s: u64) {
             .entry(format!("{} {}", s.method, resource_of(&s.path)))
             .or_default() += 1;
     }
-    // Tick lag: consecutive scale reads of one object (each tick opens with one), minus the interval.
-    let mut reads: BTreeMap<&str, Vec<Instant>> = BTreeMap::new();
-    for s in seen
-        .iter()
-        .filter(|s| s.method == "GET" && s.path.ends_with("/scale"))
-    {
-        reads.entry(s.path.as_str()).or_default().push(s.at);
-    }
+    // Tick lag: consecutive scrapes of one object (one per tick), minus the interval.
+    let reads = scraped.lock().unwrap().clone();
     let mut lags: Vec<f64> = reads
         .values()
         .flat_map(|w| {

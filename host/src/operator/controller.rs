@@ -30,6 +30,7 @@ use super::events::{EventType, Recorder};
 use super::load_gate::{LoadGate, LoadPermit};
 use super::pods::PodCache;
 use super::policies::{self, LoadError};
+use super::scales::{ScaleRead, ScaleWatch};
 use super::shards::{Claim, Ownership};
 use super::status::{self, Conditions, METRICS_AVAILABLE, POLICY_LOADED, READY, SCALING_LIMITED};
 use super::target::{PodCounts, Resolver, Target};
@@ -74,6 +75,8 @@ pub struct Context {
     hpas: Mutex<Option<reflector::Store<HorizontalPodAutoscaler>>>,
     /// The pods the operator may see, kept by a watch (one per term).
     pods: Arc<PodCache>,
+    /// The versions of the target kinds' objects, so unchanged scales are not read again (one per term).
+    scales: Mutex<Option<Arc<ScaleWatch>>>,
     /// The threads policy calls run on.
     evaluator: Evaluator,
     /// Asks the controller for a round now (a policy finished compiling, a shard was taken).
@@ -110,6 +113,7 @@ impl Context {
             ownership,
             hpas: Mutex::new(None),
             pods: Arc::default(),
+            scales: Mutex::new(None),
             evaluator: Evaluator::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
             ),
@@ -225,6 +229,8 @@ struct TargetState {
     pipeline: Option<Box<Pipeline>>,
     shadow: Option<Box<Pipeline>>,
     scrape: ScrapeState,
+    /// The target's scale as last read, reused while the workload does not change.
+    scale_read: Option<ScaleRead>,
     next_due: Option<Instant>,
     /// Whether the safety layer has been told about the target's past (a new leader).
     seeded: bool,
@@ -279,6 +285,11 @@ pub async fn run(
     );
     // One watch of pods instead of a LIST per autoscaler and tick.
     let pod_watch = ctx.pods.watch(watched(&ctx.client, &namespace));
+    // Watches of the target kinds, started as targets of each kind are first read.
+    *ctx.scales.lock().expect("scale watch lock") = Some(Arc::new(ScaleWatch::new(
+        ctx.client.clone(),
+        namespace.clone(),
+    )));
     let controller = Controller::new(autoscalers, watcher::Config::default().any_semantic());
     let woken = ctx
         .woken
@@ -288,6 +299,7 @@ pub async fn run(
         .expect("one controller runs per context");
     let store = controller.store();
     let marker = Arc::clone(&ctx);
+    let ended = Arc::clone(&ctx);
     let file_changes = ctx.files.changes();
     controller
         .watches(
@@ -322,6 +334,8 @@ pub async fn run(
         .await;
     hpa_watch.abort();
     pod_watch.abort();
+    // Its watches end with it.
+    ended.scales.lock().expect("scale watch lock").take();
 }
 
 /// The API of `K` in the watched namespace, or in all of them.
@@ -456,7 +470,8 @@ impl Tick<'_> {
     async fn run(&self, state: &mut TargetState) -> Result<(), Error> {
         let stamp = Timestamp::now();
         let now_text = rfc3339(stamp);
-        let previous = self.obj.status.clone().unwrap_or_default();
+        let none = WasmAutoscalerStatus::default();
+        let previous = self.obj.status.as_ref().unwrap_or(&none);
         let generation = self.obj.meta().generation;
         let mut conditions = Conditions::new(&previous.conditions, now_text.clone(), generation);
         let mut status = WasmAutoscalerStatus {
@@ -534,7 +549,24 @@ impl Tick<'_> {
                 return Err(e);
             }
         };
-        let scale = match target.scale().await {
+        let scales = self.ctx.scales.lock().expect("scale watch lock").clone();
+        let unchanged = scales
+            .as_ref()
+            .and_then(|w| w.unchanged(&target, state.scale_read.as_ref()));
+        let scale = match unchanged {
+            Some(s) => {
+                self.ctx.metrics.scale_read(true);
+                Ok(s)
+            }
+            None => {
+                self.ctx.metrics.scale_read(false);
+                target.scale().await.map(|(view, version)| {
+                    state.scale_read = version.map(|v| ScaleRead::new(&target, view.clone(), v));
+                    view
+                })
+            }
+        };
+        let scale = match scale {
             Ok(s) => s,
             Err(e) => {
                 conditions.set(READY, false, "TargetUnavailable", e.to_string());
@@ -657,7 +689,7 @@ impl Tick<'_> {
         self.write_status(status, conditions).await
     }
 
-    fn fill_limits(&self, conditions: &mut Conditions, limits: &[String]) {
+    fn fill_limits(&self, conditions: &mut Conditions<'_>, limits: &[String]) {
         if limits.is_empty() {
             conditions.set(
                 SCALING_LIMITED,
@@ -680,7 +712,7 @@ impl Tick<'_> {
         &self,
         state: &mut TargetState,
         checked: &Checked,
-        conditions: &mut Conditions,
+        conditions: &mut Conditions<'_>,
     ) {
         let spec = &self.obj.spec;
         if state.generation != self.obj.meta().generation {
@@ -1100,7 +1132,7 @@ impl Tick<'_> {
         &self,
         state: &mut TargetState,
         pods: &PodCounts,
-        conditions: &mut Conditions,
+        conditions: &mut Conditions<'_>,
     ) -> Vec<(String, Option<f64>)> {
         let mut values = Vec::new();
         let mut problems = Vec::new();
@@ -1264,6 +1296,8 @@ impl Tick<'_> {
         let from = report.current_replicas;
         let backoff = &self.obj.spec.behavior.backoff;
         let give_up_at = Instant::now() + checked.interval;
+        // Whatever the write does, the next tick reads the scale again.
+        state.scale_read = None;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -1332,7 +1366,7 @@ impl Tick<'_> {
     async fn write_status(
         &self,
         status: WasmAutoscalerStatus,
-        conditions: Conditions,
+        conditions: Conditions<'_>,
     ) -> Result<(), Error> {
         let status = WasmAutoscalerStatus {
             conditions: conditions.finish(),

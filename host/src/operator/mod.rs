@@ -16,6 +16,7 @@ pub mod load_gate;
 pub mod memory;
 pub mod pods;
 pub mod policies;
+pub mod scales;
 pub mod shards;
 pub mod status;
 pub mod target;

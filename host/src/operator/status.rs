@@ -14,18 +14,18 @@ pub const SCALING_LIMITED: &str = "ScalingLimited";
 
 /// Conditions being assembled for one status update; transition times are
 /// kept from the previous status when a condition's status did not change.
-pub struct Conditions {
-    previous: Vec<Condition>,
+pub struct Conditions<'a> {
+    previous: &'a [Condition],
     now: String,
     generation: Option<i64>,
     next: Vec<Condition>,
 }
 
-impl Conditions {
+impl<'a> Conditions<'a> {
     /// Starts from the conditions last written.
-    pub fn new(previous: &[Condition], now: String, generation: Option<i64>) -> Self {
+    pub fn new(previous: &'a [Condition], now: String, generation: Option<i64>) -> Self {
         Conditions {
-            previous: previous.to_vec(),
+            previous,
             now,
             generation,
             next: Vec::new(),

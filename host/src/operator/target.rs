@@ -57,6 +57,7 @@ impl Resolver {
         };
         Ok(Target {
             api: Api::namespaced_with(client.clone(), namespace, &resource),
+            resource,
             pods: Api::namespaced(client.clone(), namespace),
             namespace: namespace.to_string(),
             name: target.name.clone(),
@@ -68,6 +69,7 @@ impl Resolver {
 /// One workload, through its scale subresource.
 pub struct Target {
     api: Api<DynamicObject>,
+    resource: ApiResource,
     pods: Api<Pod>,
     namespace: String,
     name: String,
@@ -102,8 +104,23 @@ impl Target {
         format!("{}/{}", self.kind, self.name)
     }
 
-    /// Reads the scale subresource.
-    pub async fn scale(&self) -> Result<ScaleView, Error> {
+    /// The workload's API resource.
+    pub fn resource(&self) -> &ApiResource {
+        &self.resource
+    }
+
+    /// The workload's namespace.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The workload's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Reads the scale subresource, and the workload's `resourceVersion` it was read at.
+    pub async fn scale(&self) -> Result<(ScaleView, Option<String>), Error> {
         let scale: Scale = self
             .api
             .get_scale(&self.name)
@@ -114,11 +131,12 @@ impl Target {
             })?;
         let spec = scale.spec.and_then(|s| s.replicas).unwrap_or(0);
         let status = scale.status.unwrap_or_default();
-        Ok(ScaleView {
+        let view = ScaleView {
             spec_replicas: spec.max(0) as u32,
             status_replicas: status.replicas.max(0) as u32,
             selector: status.selector.filter(|s| !s.is_empty()),
-        })
+        };
+        Ok((view, scale.metadata.resource_version))
     }
 
     /// Sets the replica count. The patch holds the absolute number, so a

@@ -66,6 +66,7 @@ pub struct Metrics {
     reloads: Family<Outcome, Counter>,
     refusals: Family<Refusal, Counter>,
     status_writes: Family<Outcome, Counter>,
+    scale_reads: Family<Outcome, Counter>,
     leader: Gauge,
     shard_held: Family<Shard, Gauge>,
     owned: Gauge,
@@ -145,6 +146,12 @@ impl Default for Metrics {
             "Autoscaler statuses written, or left as they were because the decision did not change (outcome written, unchanged)",
             status_writes.clone(),
         );
+        let scale_reads = Family::<Outcome, Counter>::default();
+        registry.register(
+            "scale_reads",
+            "Target scales a tick needed: read from the API server, or reused because the workload's version had not changed since the last read (outcome read, reused)",
+            scale_reads.clone(),
+        );
         let leader = Gauge::default();
         registry.register(
             "leader",
@@ -176,6 +183,7 @@ impl Default for Metrics {
             reloads,
             refusals,
             status_writes,
+            scale_reads,
             leader,
             shard_held,
             owned,
@@ -246,6 +254,12 @@ impl Metrics {
     pub fn status_write(&self, written: bool) {
         let outcome = if written { "written" } else { "unchanged" };
         self.status_writes.get_or_create(&Outcome { outcome }).inc();
+    }
+
+    /// Counts a target scale read from the API server or, unchanged, reused.
+    pub fn scale_read(&self, reused: bool) {
+        let outcome = if reused { "reused" } else { "read" };
+        self.scale_reads.get_or_create(&Outcome { outcome }).inc();
     }
 
     /// Records how late a tick ran.

@@ -269,7 +269,7 @@ async fn pods_come_from_one_watch_and_from_a_list_only_without_it() {
             deployed = deployed.replace(granted, "resources: [\"pods\"]\n    verbs: [\"list\"]");
         }
         server.enforce_rbac(rbac::operator_grants(&[&deployed]));
-        let _op = start_operator(&server, "solo", false);
+        let op = start_operator(&server, "solo", false);
         // The metric is averaged over the pods' own endpoints, so a scale-up needs the pods.
         eventually("scale-up to 4", WAIT, || {
             (replicas(&server, "web") == 4).then_some(())
@@ -281,9 +281,9 @@ async fn pods_come_from_one_watch_and_from_a_list_only_without_it() {
         })
         .await;
         let since = Instant::now();
+        let before = ticks(&op);
         eventually("three more ticks", WAIT, || {
-            (requests_since(&server, &Method::GET, "/deployments/web/scale", since) >= 3)
-                .then_some(())
+            (ticks(&op) >= before + 3).then_some(())
         })
         .await;
         let lists = pod_lists_since(&server, since);
@@ -310,11 +310,11 @@ async fn the_status_is_written_when_the_decision_changes_not_at_every_tick() {
     })
     .await;
 
-    // Every tick opens with a read of the target's scale; the decision (4) stays the same.
-    // Five ticks are over once the sixth has begun.
+    // The decision (4) stays the same. Five ticks are over once the sixth has begun.
     let steady = Instant::now();
+    let before = ticks(&op);
     eventually("five ticks", WAIT, || {
-        (requests_since(&server, &Method::GET, "/deployments/web/scale", steady) >= 6).then_some(())
+        (ticks(&op) >= before + 6).then_some(())
     })
     .await;
     let writes = requests_since(
@@ -464,6 +464,110 @@ pub(crate) async fn http_get(addr: SocketAddr, path: &str) -> String {
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
     response
+}
+
+/// Ticks that reached the target so far: each needs the target's scale once, read or reused.
+fn ticks(op: &Operator) -> u64 {
+    let page = op.metrics.encode();
+    ["read", "reused"]
+        .iter()
+        .map(|outcome| {
+            let series = format!("wasm_autoscaler_scale_reads_total{{outcome=\"{outcome}\"}}");
+            page.lines()
+                .find_map(|l| l.strip_prefix(series.as_str()))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(0.0) as u64
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steady_targets_scale_is_reused_and_a_change_by_someone_else_is_read_at_once() {
+    let server = ApiServer::start().await;
+    let exporter = Exporter::start(40.0).await;
+    server.create(deployment("web", 4));
+    server.create(autoscaler("web", "web", exporter.port, json!({})));
+    server.enforce_rbac(deployed_rbac());
+    let op = start_operator(&server, "solo", false);
+    eventually("a first decision", WAIT, || {
+        (status(&server, "web")["desiredReplicas"] == 4).then_some(())
+    })
+    .await;
+
+    let steady = Instant::now();
+    let before = ticks(&op);
+    eventually("five more ticks", WAIT, || {
+        (ticks(&op) >= before + 5).then_some(())
+    })
+    .await;
+    let reads = requests_since(&server, &Method::GET, "/deployments/web/scale", steady);
+    assert!(
+        reads <= 1,
+        "{reads} scale reads over five ticks of an unchanged Deployment"
+    );
+    let page = op.metrics.encode();
+    assert!(
+        metric_value(
+            &page,
+            "wasm_autoscaler_scale_reads_total{outcome=\"reused\"}"
+        ) >= 4.0,
+        "{page}"
+    );
+
+    // Someone scales it down by hand: the next tick reads the new scale and
+    // brings it back, which a tick that trusted its old read (4) would not.
+    server.patch("Deployment", NS, "web", json!({"spec": {"replicas": 2}}));
+    eventually("back to 4", WAIT, || {
+        (scale_writes(&server, "web") == [4]).then_some(())
+    })
+    .await;
+    assert_eq!(replicas(&server, "web"), 4);
+
+    let forbidden: Vec<_> = server
+        .seen()
+        .into_iter()
+        .filter(|s| s.status == 403)
+        .collect();
+    assert!(
+        forbidden.is_empty(),
+        "deploy/operator/rbac.yaml lacks: {forbidden:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_watch_of_the_target_kind_the_scale_is_read_every_tick() {
+    let server = ApiServer::start().await;
+    let exporter = Exporter::start(40.0).await;
+    server.create(deployment("web", 4));
+    server.create(autoscaler("web", "web", exporter.port, json!({})));
+    // The deployed RBAC less list and watch on Deployments.
+    let grants = deployed_rbac()
+        .into_iter()
+        .map(|mut g| {
+            if g.rule.verbs.iter().any(|v| v == "watch") {
+                g.rule.resources.retain(|r| r != "deployments");
+            }
+            g
+        })
+        .collect();
+    server.enforce_rbac(grants);
+    let op = start_operator(&server, "solo", false);
+    eventually("a first decision", WAIT, || {
+        (status(&server, "web")["desiredReplicas"] == 4).then_some(())
+    })
+    .await;
+    let steady = Instant::now();
+    let before = ticks(&op);
+    eventually("four more ticks", WAIT, || {
+        (ticks(&op) >= before + 4).then_some(())
+    })
+    .await;
+    let reads = requests_since(&server, &Method::GET, "/deployments/web/scale", steady);
+    assert!(
+        reads >= 3,
+        "{reads} scale reads over four ticks without a watch"
+    );
+    assert_eq!(status(&server, "web")["conditions"][0]["status"], "True");
 }
 
 pub(crate) fn metric_value(page: &str, series: &str) -> f64 {
