@@ -561,6 +561,9 @@ impl Tick<'_> {
             None => {
                 self.ctx.metrics.scale_read(false);
                 target.scale().await.map(|(view, version)| {
+                    if let Some(w) = &scales {
+                        w.read(&target);
+                    }
                     state.scale_read = version.map(|v| ScaleRead::new(&target, view.clone(), v));
                     view
                 })

@@ -52,10 +52,13 @@ impl ScaleRead {
     }
 }
 
+fn kind_of(resource: &ApiResource) -> String {
+    format!("{}/{}", resource.group, resource.plural)
+}
+
 fn identity(target: &Target) -> (String, String, String) {
-    let r = target.resource();
     (
-        format!("{}/{}", r.group, r.plural),
+        kind_of(target.resource()),
         target.namespace().to_string(),
         target.name().to_string(),
     )
@@ -89,6 +92,8 @@ struct Index {
     ready: bool,
     /// More objects than [`MAX_OBJECTS`]: not kept.
     overflow: bool,
+    /// A failure of the watch was logged.
+    reported: bool,
     by_object: HashMap<(String, String), String>,
     listing: Option<HashMap<(String, String), String>>,
 }
@@ -104,11 +109,15 @@ impl ScaleWatch {
         }
     }
 
-    /// The scale `last` read of `target`, when the workload has not changed
-    /// since; starts watching the target's kind on first use.
+    /// The scale `last` read of `target`, when the workload has not changed since.
     pub fn unchanged(&self, target: &Target, last: Option<&ScaleRead>) -> Option<ScaleView> {
-        let versions = self.versions(target.resource());
         let last = last?;
+        let versions = self
+            .kinds
+            .lock()
+            .expect("scale watch kinds lock")
+            .get(&kind_of(target.resource()))
+            .cloned()?;
         if last.object != identity(target) || last.at.elapsed() >= MAX_AGE {
             return None;
         }
@@ -122,11 +131,15 @@ impl ScaleWatch {
         (*now == last.version).then(|| last.view.clone())
     }
 
-    fn versions(&self, resource: &ApiResource) -> Arc<Versions> {
-        let key = format!("{}/{}", resource.group, resource.plural);
+    /// Notes that `target`'s scale was read: its kind is watched from now on.
+    /// Only a kind whose scale was read is ever watched, so a spec naming any
+    /// other kind (ConfigMaps, pods) never makes the operator watch it.
+    pub fn read(&self, target: &Target) {
+        let resource = target.resource();
+        let key = kind_of(resource);
         let mut kinds = self.kinds.lock().expect("scale watch kinds lock");
-        if let Some(v) = kinds.get(&key) {
-            return Arc::clone(v);
+        if kinds.contains_key(&key) {
+            return;
         }
         let versions = Arc::new(Versions::default());
         kinds.insert(key.clone(), Arc::clone(&versions));
@@ -134,12 +147,11 @@ impl ScaleWatch {
             Some(ns) => Api::namespaced_with(self.client.clone(), ns, resource),
             None => Api::all_with(self.client.clone(), resource),
         };
-        let task = tokio::spawn(watch(api, key, Arc::clone(&versions)));
+        let task = tokio::spawn(watch(api, key, versions));
         self.tasks
             .lock()
             .expect("scale watch tasks lock")
             .push(task);
-        versions
     }
 }
 
@@ -152,9 +164,10 @@ async fn watch(api: Api<PartialObjectMeta<DynamicObject>>, kind: String, version
             Ok(event) => versions.apply(event),
             Err(e) => {
                 let mut index = versions.inner.write().expect("scale versions lock");
-                if index.ready {
-                    // Logged once per outage; a kind the operator may not list stays here.
+                // Once per outage, and once for a kind the operator may not list at all.
+                if index.ready || !index.reported {
                     tracing::info!(%kind, error = %e, "cannot watch this target kind; reading its scales every tick");
+                    index.reported = true;
                 }
                 index.ready = false;
             }

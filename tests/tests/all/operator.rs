@@ -487,6 +487,13 @@ async fn a_steady_targets_scale_is_reused_and_a_change_by_someone_else_is_read_a
     let exporter = Exporter::start(40.0).await;
     server.create(deployment("web", 4));
     server.create(autoscaler("web", "web", exporter.port, json!({})));
+    // A kind without a scale subresource, which the operator may list: never watched for it.
+    server.create(autoscaler(
+        "odd",
+        "odd",
+        exporter.port,
+        json!({"scaleTargetRef": {"apiVersion": "v1", "kind": "ConfigMap", "name": "odd"}}),
+    ));
     server.enforce_rbac(deployed_rbac());
     let op = start_operator(&server, "solo", false);
     eventually("a first decision", WAIT, || {
@@ -526,12 +533,29 @@ async fn a_steady_targets_scale_is_reused_and_a_change_by_someone_else_is_read_a
     let forbidden: Vec<_> = server
         .seen()
         .into_iter()
-        .filter(|s| s.status == 403)
+        // Reading the scale of a ConfigMap is refused, as it should be.
+        .filter(|s| s.status == 403 && !s.path.ends_with("/configmaps/odd/scale"))
         .collect();
     assert!(
         forbidden.is_empty(),
         "deploy/operator/rbac.yaml lacks: {forbidden:#?}"
     );
+    let (ready, reason, _) = condition(&server, "odd", "Ready").unwrap();
+    assert_eq!(
+        (ready.as_str(), reason.as_str()),
+        ("False", "TargetUnavailable")
+    );
+    let metadata_watches: Vec<String> = server
+        .seen()
+        .into_iter()
+        .filter(|s| s.metadata_only && s.query.contains("watch=true"))
+        .map(|s| s.path)
+        .collect();
+    assert!(
+        metadata_watches.iter().all(|p| p.ends_with("/deployments")),
+        "{metadata_watches:?}"
+    );
+    assert!(!metadata_watches.is_empty(), "the Deployments are watched");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
