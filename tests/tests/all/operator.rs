@@ -481,6 +481,21 @@ fn ticks(op: &Operator) -> u64 {
         .sum()
 }
 
+/// Reads of `web`'s scale over `n` ticks after its first decision (4 replicas).
+async fn scale_reads_over_ticks(server: &ApiServer, op: &Operator, n: u64) -> usize {
+    eventually("a first decision", WAIT, || {
+        (status(server, "web")["desiredReplicas"] == 4).then_some(())
+    })
+    .await;
+    let steady = Instant::now();
+    let before = ticks(op);
+    eventually("more ticks", WAIT, || {
+        (ticks(op) >= before + n).then_some(())
+    })
+    .await;
+    requests_since(server, &Method::GET, "/deployments/web/scale", steady)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_steady_targets_scale_is_reused_and_a_change_by_someone_else_is_read_at_once() {
     let server = ApiServer::start().await;
@@ -496,18 +511,7 @@ async fn a_steady_targets_scale_is_reused_and_a_change_by_someone_else_is_read_a
     ));
     server.enforce_rbac(deployed_rbac());
     let op = start_operator(&server, "solo", false);
-    eventually("a first decision", WAIT, || {
-        (status(&server, "web")["desiredReplicas"] == 4).then_some(())
-    })
-    .await;
-
-    let steady = Instant::now();
-    let before = ticks(&op);
-    eventually("five more ticks", WAIT, || {
-        (ticks(&op) >= before + 5).then_some(())
-    })
-    .await;
-    let reads = requests_since(&server, &Method::GET, "/deployments/web/scale", steady);
+    let reads = scale_reads_over_ticks(&server, &op, 5).await;
     assert!(
         reads <= 1,
         "{reads} scale reads over five ticks of an unchanged Deployment"
@@ -576,17 +580,7 @@ async fn without_a_watch_of_the_target_kind_the_scale_is_read_every_tick() {
         .collect();
     server.enforce_rbac(grants);
     let op = start_operator(&server, "solo", false);
-    eventually("a first decision", WAIT, || {
-        (status(&server, "web")["desiredReplicas"] == 4).then_some(())
-    })
-    .await;
-    let steady = Instant::now();
-    let before = ticks(&op);
-    eventually("four more ticks", WAIT, || {
-        (ticks(&op) >= before + 4).then_some(())
-    })
-    .await;
-    let reads = requests_since(&server, &Method::GET, "/deployments/web/scale", steady);
+    let reads = scale_reads_over_ticks(&server, &op, 4).await;
     assert!(
         reads >= 3,
         "{reads} scale reads over four ticks without a watch"
