@@ -350,6 +350,11 @@ where
     }
 }
 
+/// Phases are whole multiples of this within the interval: the autoscalers of
+/// one slot are due at the same instant and run as one batch, so the async
+/// workers wake once per slot instead of once per autoscaler.
+const PHASE_SLOT_MS: u64 = 50;
+
 /// When the tick after an autoscaler's first is due: about one interval on, at
 /// the autoscaler's own phase within the interval (from its namespace and name,
 /// against the wall clock), so objects created or taken over together do not
@@ -357,13 +362,30 @@ where
 fn phased(now: Instant, interval: Duration, namespace: &str, name: &str) -> Instant {
     let interval_ms = interval.as_millis().max(1) as u64;
     let digest = Digest::of(format!("{namespace}/{name}").as_bytes());
-    let offset = u64::from_le_bytes(digest.0[..8].try_into().expect("8 bytes")) % interval_ms;
+    let slots = (interval_ms / PHASE_SLOT_MS).max(1);
+    let offset =
+        u64::from_le_bytes(digest.0[..8].try_into().expect("8 bytes")) % slots * PHASE_SLOT_MS;
     let phase = Timestamp::now().as_millisecond().max(0) as u64 % interval_ms;
     let mut wait = (offset + interval_ms - phase) % interval_ms;
     if wait < interval_ms / 2 {
         wait += interval_ms;
     }
     now + Duration::from_millis(wait)
+}
+
+/// The next tick after one due at `due` that ran at `now`: at `due`'s phase (a
+/// whole number of intervals from it), half to one and a half intervals on. A
+/// late tick does not push the phase back, nor does an early one (a changed spec).
+fn keep_phase(due: Instant, now: Instant, interval: Duration) -> Instant {
+    let earliest = now + interval / 2;
+    let step = interval.as_nanos().max(1);
+    if due >= earliest {
+        let back = (due - earliest).as_nanos() / step;
+        due - interval * back as u32
+    } else {
+        let on = (earliest - due).as_nanos().div_ceil(step);
+        due + interval * on as u32
+    }
 }
 
 /// Every policy source of a spec.
@@ -441,7 +463,7 @@ async fn reconcile(obj: Arc<WasmAutoscaler>, ctx: Arc<Context>) -> Result<Action
         ctx.metrics.lag(now.duration_since(due).as_secs_f64());
     }
     state.next_due = Some(match state.next_due {
-        Some(_) => now + interval,
+        Some(due) => keep_phase(due, now, interval),
         None => phased(now, interval, &namespace, &name),
     });
     let tick = Tick {
@@ -1508,5 +1530,41 @@ mod tests {
         let a = phased(now, interval, "default", "web") - now;
         let b = phased(now, interval, "default", "web") - now;
         assert!(a.abs_diff(b) < Duration::from_millis(50));
+        // Phases fall on slots: many objects share one due instant. (Each call reads
+        // the clocks afresh, as each tick does, so a slow loop does not smear a slot.)
+        let mut due: Vec<Instant> = (0..3000)
+            .map(|i| phased(Instant::now(), interval, "default", &format!("w{i}")))
+            .collect();
+        due.sort();
+        due.dedup_by(|a, b| a.duration_since(*b) < Duration::from_millis(5));
+        assert!(
+            due.len() <= 15_000 / PHASE_SLOT_MS as usize + 1,
+            "{}",
+            due.len()
+        );
+    }
+
+    #[test]
+    fn ticks_keep_their_phase_whether_late_or_early() {
+        let interval = Duration::from_secs(15);
+        let due = Instant::now() + Duration::from_secs(100);
+        let ms = Duration::from_millis;
+        // On time, and a little late: one interval after the due instant, not after `now`.
+        assert_eq!(keep_phase(due, due, interval), due + interval);
+        assert_eq!(keep_phase(due, due + ms(40), interval), due + interval);
+        // So late that one interval on is less than half an interval away: the one after.
+        assert_eq!(
+            keep_phase(due, due + ms(9_000), interval),
+            due + interval * 2
+        );
+        // Early (a changed spec): the due tick stays if it is half an interval away or more.
+        assert_eq!(keep_phase(due, due - ms(12_000), interval), due);
+        assert_eq!(keep_phase(due, due - ms(3_000), interval), due + interval);
+        // Always half to one and a half intervals on.
+        for offset_ms in (0..60_000).step_by(777) {
+            let now = due - ms(30_000) + ms(offset_ms);
+            let next = keep_phase(due, now, interval);
+            assert!(next >= now + interval / 2 && next < now + interval * 3 / 2);
+        }
     }
 }
