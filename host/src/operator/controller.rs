@@ -571,10 +571,7 @@ impl Tick<'_> {
                 return Err(e);
             }
         };
-        let scales = self.ctx.scales.lock().expect("scale watch lock").clone();
-        let unchanged = scales
-            .as_ref()
-            .and_then(|w| w.unchanged(&target, state.scale_read.as_ref()));
+        let unchanged = state.scale_read.as_ref().and_then(|r| r.unchanged(&target));
         let scale = match unchanged {
             Some(s) => {
                 self.ctx.metrics.scale_read(true);
@@ -582,11 +579,11 @@ impl Tick<'_> {
             }
             None => {
                 self.ctx.metrics.scale_read(false);
+                let scales = self.ctx.scales.lock().expect("scale watch lock").clone();
                 target.scale().await.map(|(view, version)| {
-                    if let Some(w) = &scales {
-                        w.read(&target);
-                    }
-                    state.scale_read = version.map(|v| ScaleRead::new(&target, view.clone(), v));
+                    state.scale_read = scales
+                        .zip(version)
+                        .map(|(w, v)| w.read(&target, view.clone(), v));
                     view
                 })
             }

@@ -30,38 +30,36 @@ pub const MAX_AGE: Duration = Duration::from_secs(300);
 /// past it, that kind's scales are read every tick.
 pub const MAX_OBJECTS: usize = 50_000;
 
-/// A scale as read, and what it was read of and when.
-#[derive(Debug, Clone)]
+/// A scale as read: of which workload, at which version, when, and the
+/// versions its kind's watch keeps, to tell whether it still holds.
 pub struct ScaleRead {
-    pub view: ScaleView,
-    /// `group/plural`, namespace and name of the workload.
-    object: (String, String, String),
+    view: ScaleView,
+    resource: ApiResource,
+    namespace: String,
+    name: String,
     version: String,
     at: Instant,
+    versions: Arc<Versions>,
 }
 
 impl ScaleRead {
-    /// A read of `target`'s scale at `version`.
-    pub fn new(target: &Target, view: ScaleView, version: String) -> Self {
-        ScaleRead {
-            view,
-            object: identity(target),
-            version,
-            at: Instant::now(),
+    /// The scale read, when it was read of `target` and the workload has not
+    /// changed since (the watch reports the version it was read at).
+    pub fn unchanged(&self, target: &Target) -> Option<ScaleView> {
+        if self.resource != *target.resource()
+            || self.namespace != target.namespace()
+            || self.name != target.name()
+            || self.at.elapsed() >= MAX_AGE
+        {
+            return None;
         }
+        let index = self.versions.inner.read().expect("scale versions lock");
+        if !index.ready || index.overflow {
+            return None;
+        }
+        let now = index.by_object.version(&self.namespace, &self.name)?;
+        (now == self.version).then(|| self.view.clone())
     }
-}
-
-fn kind_of(resource: &ApiResource) -> String {
-    format!("{}/{}", resource.group, resource.plural)
-}
-
-fn identity(target: &Target) -> (String, String, String) {
-    (
-        kind_of(target.resource()),
-        target.namespace().to_string(),
-        target.name().to_string(),
-    )
 }
 
 /// The versions of the objects of every target kind seen, one watch per kind.
@@ -77,6 +75,10 @@ impl Drop for ScaleWatch {
     fn drop(&mut self) {
         for task in self.tasks.lock().expect("scale watch tasks lock").drain(..) {
             task.abort();
+        }
+        // A read still holding these versions must not trust them once unwatched.
+        for versions in self.kinds.lock().expect("scale watch kinds lock").values() {
+            versions.inner.write().expect("scale versions lock").ready = false;
         }
     }
 }
@@ -94,12 +96,47 @@ struct Index {
     overflow: bool,
     /// A failure of the watch was logged.
     reported: bool,
-    by_object: HashMap<(String, String), String>,
-    listing: Option<HashMap<(String, String), String>>,
+    by_object: Objects,
+    listing: Option<Objects>,
+}
+
+/// Versions by namespace and name, nested so a look-up borrows its keys.
+#[derive(Default)]
+struct Objects {
+    by_namespace: HashMap<String, HashMap<String, String>>,
+    len: usize,
+}
+
+impl Objects {
+    fn version(&self, namespace: &str, name: &str) -> Option<&str> {
+        self.by_namespace
+            .get(namespace)?
+            .get(name)
+            .map(String::as_str)
+    }
+
+    fn insert(&mut self, namespace: String, name: String, version: String) {
+        let names = self.by_namespace.entry(namespace).or_default();
+        if names.insert(name, version).is_none() {
+            self.len += 1;
+        }
+    }
+
+    fn remove(&mut self, namespace: &str, name: &str) {
+        let Some(names) = self.by_namespace.get_mut(namespace) else {
+            return;
+        };
+        if names.remove(name).is_some() {
+            self.len -= 1;
+            if names.is_empty() {
+                self.by_namespace.remove(namespace);
+            }
+        }
+    }
 }
 
 impl ScaleWatch {
-    /// Watches nothing until a target's kind is first asked about.
+    /// Watches nothing until a target's scale is first read.
     pub fn new(client: Client, namespace: Option<String>) -> Self {
         ScaleWatch {
             client,
@@ -109,37 +146,28 @@ impl ScaleWatch {
         }
     }
 
-    /// The scale `last` read of `target`, when the workload has not changed since.
-    pub fn unchanged(&self, target: &Target, last: Option<&ScaleRead>) -> Option<ScaleView> {
-        let last = last?;
-        let versions = self
-            .kinds
-            .lock()
-            .expect("scale watch kinds lock")
-            .get(&kind_of(target.resource()))
-            .cloned()?;
-        if last.object != identity(target) || last.at.elapsed() >= MAX_AGE {
-            return None;
+    /// Records that `target`'s scale was read as `view` at `version`; its kind
+    /// is watched from now on. Only a kind whose scale was read is ever
+    /// watched, so a spec naming any other kind (ConfigMaps, pods) never makes
+    /// the operator watch it.
+    pub fn read(&self, target: &Target, view: ScaleView, version: String) -> ScaleRead {
+        ScaleRead {
+            view,
+            resource: target.resource().clone(),
+            namespace: target.namespace().to_string(),
+            name: target.name().to_string(),
+            version,
+            at: Instant::now(),
+            versions: self.versions(target.resource()),
         }
-        let index = versions.inner.read().expect("scale versions lock");
-        if !index.ready || index.overflow {
-            return None;
-        }
-        let now = index
-            .by_object
-            .get(&(target.namespace().to_string(), target.name().to_string()))?;
-        (*now == last.version).then(|| last.view.clone())
     }
 
-    /// Notes that `target`'s scale was read: its kind is watched from now on.
-    /// Only a kind whose scale was read is ever watched, so a spec naming any
-    /// other kind (ConfigMaps, pods) never makes the operator watch it.
-    pub fn read(&self, target: &Target) {
-        let resource = target.resource();
-        let key = kind_of(resource);
+    /// The versions of `resource`'s objects, watched from the first call on.
+    fn versions(&self, resource: &ApiResource) -> Arc<Versions> {
+        let key = format!("{}/{}", resource.group, resource.plural);
         let mut kinds = self.kinds.lock().expect("scale watch kinds lock");
-        if kinds.contains_key(&key) {
-            return;
+        if let Some(versions) = kinds.get(&key) {
+            return Arc::clone(versions);
         }
         let versions = Arc::new(Versions::default());
         kinds.insert(key.clone(), Arc::clone(&versions));
@@ -147,11 +175,12 @@ impl ScaleWatch {
             Some(ns) => Api::namespaced_with(self.client.clone(), ns, resource),
             None => Api::all_with(self.client.clone(), resource),
         };
-        let task = tokio::spawn(watch(api, key, versions));
+        let task = tokio::spawn(watch(api, key, Arc::clone(&versions)));
         self.tasks
             .lock()
             .expect("scale watch tasks lock")
             .push(task);
+        versions
     }
 }
 
@@ -178,24 +207,22 @@ async fn watch(api: Api<PartialObjectMeta<DynamicObject>>, kind: String, version
 impl Versions {
     fn apply(&self, event: Event<PartialObjectMeta<DynamicObject>>) {
         let mut index = self.inner.write().expect("scale versions lock");
-        let key = |o: &PartialObjectMeta<DynamicObject>| {
-            (o.namespace().unwrap_or_default(), o.name_any())
-        };
+        let index = &mut *index;
         let version =
             |o: &PartialObjectMeta<DynamicObject>| o.resource_version().unwrap_or_default();
         match event {
-            Event::Init => index.listing = Some(HashMap::new()),
+            Event::Init => index.listing = Some(Objects::default()),
             Event::InitApply(o) => {
-                let listing = index.listing.get_or_insert_with(HashMap::new);
-                if listing.len() <= MAX_OBJECTS {
-                    listing.insert(key(&o), version(&o));
+                let listing = index.listing.get_or_insert_with(Objects::default);
+                if listing.len <= MAX_OBJECTS {
+                    listing.insert(o.namespace().unwrap_or_default(), o.name_any(), version(&o));
                 }
             }
             Event::InitDone => {
                 let listed = index.listing.take().unwrap_or_default();
-                index.overflow = listed.len() > MAX_OBJECTS;
+                index.overflow = listed.len > MAX_OBJECTS;
                 index.by_object = if index.overflow {
-                    HashMap::new()
+                    Objects::default()
                 } else {
                     listed
                 };
@@ -203,15 +230,17 @@ impl Versions {
             }
             Event::Apply(o) => {
                 if !index.overflow {
-                    index.by_object.insert(key(&o), version(&o));
-                    if index.by_object.len() > MAX_OBJECTS {
+                    let objects = &mut index.by_object;
+                    objects.insert(o.namespace().unwrap_or_default(), o.name_any(), version(&o));
+                    if objects.len > MAX_OBJECTS {
                         index.overflow = true;
-                        index.by_object = HashMap::new();
+                        index.by_object = Objects::default();
                     }
                 }
             }
             Event::Delete(o) => {
-                index.by_object.remove(&key(&o));
+                let namespace = o.namespace().unwrap_or_default();
+                index.by_object.remove(&namespace, &o.name_any());
             }
         }
     }
