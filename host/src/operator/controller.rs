@@ -16,6 +16,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -35,6 +36,7 @@ use super::shards::{Claim, Ownership};
 use super::status::{self, Conditions, METRICS_AVAILABLE, POLICY_LOADED, READY, SCALING_LIMITED};
 use super::target::{PodCounts, Resolver, Target};
 use super::telemetry::Metrics;
+use super::versions::{self, Versions};
 use super::{Error, Settings};
 use crate::boundary::credentials::{self, AdminCredentials, Auth, SecretCache, SecretSource};
 use crate::boundary::files::FileRoots;
@@ -77,6 +79,8 @@ pub struct Context {
     pods: Arc<PodCache>,
     /// The versions of the target kinds' objects, so unchanged scales are not read again (one per term).
     scales: Mutex<Option<Arc<ScaleWatch>>>,
+    /// The versions of the labelled policy ConfigMaps, so unchanged ones are not read again (one per term).
+    policy_maps: Mutex<Option<Arc<Versions>>>,
     /// The threads policy calls run on.
     evaluator: Evaluator,
     /// Asks the controller for a round now (a policy finished compiling, a shard was taken).
@@ -114,6 +118,7 @@ impl Context {
             hpas: Mutex::new(None),
             pods: Arc::default(),
             scales: Mutex::new(None),
+            policy_maps: Mutex::new(None),
             evaluator: Evaluator::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
             ),
@@ -290,6 +295,15 @@ pub async fn run(
         ctx.client.clone(),
         namespace.clone(),
     )));
+    // The labelled ConfigMaps' versions, so a tick need not ask whether its policy changed.
+    let map_versions = Arc::new(Versions::default());
+    *ctx.policy_maps.lock().expect("policy map versions lock") = Some(Arc::clone(&map_versions));
+    let map_watch = tokio::spawn(versions::watch(
+        watched::<PartialObjectMeta<ConfigMap>>(&ctx.client, &namespace),
+        watcher::Config::default().labels(POLICY_LABEL),
+        "labelled policy ConfigMaps".to_string(),
+        Arc::clone(&map_versions),
+    ));
     let controller = Controller::new(autoscalers, watcher::Config::default().any_semantic());
     let woken = ctx
         .woken
@@ -334,6 +348,13 @@ pub async fn run(
         .await;
     hpa_watch.abort();
     pod_watch.abort();
+    map_watch.abort();
+    map_versions.stop();
+    ended
+        .policy_maps
+        .lock()
+        .expect("policy map versions lock")
+        .take();
     // Its watches end with it.
     ended.scales.lock().expect("scale watch lock").take();
 }
@@ -471,6 +492,7 @@ async fn reconcile(obj: Arc<WasmAutoscaler>, ctx: Arc<Context>) -> Result<Action
         obj: &obj,
         namespace: &namespace,
         claim,
+        policy_changed,
     };
     let result = tracing::Instrument::instrument(tick.run(&mut state), span).await;
     // Due one interval after this tick began, not after it ended, so ticks do not drift.
@@ -486,6 +508,8 @@ struct Tick<'a> {
     namespace: &'a str,
     /// The shard this replica acts under; every write checks it still holds.
     claim: Claim,
+    /// A change to the policy sources was announced: read them, whatever a watch says.
+    policy_changed: bool,
 }
 
 impl Tick<'_> {
@@ -1225,6 +1249,15 @@ impl Tick<'_> {
         last: Option<&policies::ReadAt>,
         wait_for_gate: bool,
     ) -> Result<policies::Fetched, LoadError> {
+        let map_versions = match self.policy_changed {
+            true => None,
+            false => self
+                .ctx
+                .policy_maps
+                .lock()
+                .expect("policy map versions lock")
+                .clone(),
+        };
         let access = policies::SourceAccess {
             client: &self.ctx.client,
             namespace: self.namespace,
@@ -1233,6 +1266,7 @@ impl Tick<'_> {
             secrets: &self.ctx.secrets,
             gate: &self.ctx.load_gate,
             wait_for_gate,
+            map_versions: map_versions.as_deref(),
         };
         let fetched = policies::read(&access, source, known, last).await?;
         // Read, so inside the admin's roots: only such folders are ever watched.
@@ -1310,7 +1344,7 @@ impl Tick<'_> {
     async fn scale(
         &self,
         state: &mut TargetState,
-        target: &Target,
+        target: &Target<'_>,
         report: &TickReport,
         checked: &Checked,
     ) -> Result<(), String> {

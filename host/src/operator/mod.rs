@@ -21,6 +21,7 @@ pub mod shards;
 pub mod status;
 pub mod target;
 pub mod telemetry;
+pub mod versions;
 
 use std::future::Future;
 use std::sync::Arc;

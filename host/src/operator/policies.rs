@@ -6,12 +6,14 @@
 //! world and the configuration.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{Api, Client};
 
 use super::crd::PolicySource;
 use super::load_gate::{LoadGate, LoadPermit};
+use super::versions::Versions;
 use crate::boundary::credentials::{self, CredentialError, SecretCache, SecretSource};
 use crate::boundary::files::{FileError, FileRoots};
 use crate::bundled;
@@ -170,7 +172,13 @@ pub struct ReadAt {
     pub key: String,
     pub resource_version: String,
     pub stamp: String,
+    /// When the API server last reported this version.
+    pub confirmed: Instant,
 }
+
+/// The longest a labelled ConfigMap's watch alone vouches for its version:
+/// a watch that silently stopped delivering costs at most this much staleness.
+pub const MAX_UNCONFIRMED: Duration = Duration::from_secs(300);
 
 /// What reading a policy source may use, on behalf of one namespace.
 pub struct SourceAccess<'a> {
@@ -186,6 +194,9 @@ pub struct SourceAccess<'a> {
     pub gate: &'a LoadGate,
     /// Whether to wait for a place in the gate; without, a full gate reads nothing ([`Fetched::busy`]).
     pub wait_for_gate: bool,
+    /// The versions of the labelled policy ConfigMaps, when their watch may
+    /// vouch for an unchanged one (not when a change was just announced).
+    pub map_versions: Option<&'a Versions>,
 }
 
 /// Reads what a source names: a ConfigMap of the namespace through the API,
@@ -229,11 +240,25 @@ pub async fn read(
         let still =
             last.filter(|at| at.name == r.name && at.key == r.key && known.contains(&at.stamp));
         if let Some(at) = still {
-            // Every tick reads the source; the body (up to a MiB, the tenant's
-            // to choose) only when the version moved.
+            // A labelled ConfigMap's watch tells of every change: while it
+            // reports the version read, nothing is asked of the API server.
+            let vouched = access
+                .map_versions
+                .is_some_and(|v| v.holds(namespace, &r.name, &at.resource_version));
+            if vouched && at.confirmed.elapsed() < MAX_UNCONFIRMED {
+                return Ok(unchanged(at.stamp.clone()));
+            }
+            // Otherwise every tick reads the source; the body (up to a MiB,
+            // the tenant's to choose) only when the version moved.
             let meta = maps.get_metadata(&r.name).await.map_err(cannot_read)?;
             if meta.metadata.resource_version.as_deref() == Some(at.resource_version.as_str()) {
-                return Ok(unchanged(at.stamp.clone()));
+                return Ok(Fetched {
+                    read_at: Some(ReadAt {
+                        confirmed: Instant::now(),
+                        ..at.clone()
+                    }),
+                    ..unchanged(at.stamp.clone())
+                });
             }
         }
         let map = maps.get(&r.name).await.map_err(cannot_read)?;
@@ -249,6 +274,7 @@ pub async fn read(
             key: r.key.clone(),
             resource_version,
             stamp: stamp.clone(),
+            confirmed: Instant::now(),
         });
         if known.contains(&stamp) {
             return Ok(Fetched {

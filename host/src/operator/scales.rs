@@ -7,34 +7,29 @@
 //! again when the workload changed, when its kind's watch has not listed yet
 //! or is refused (no `list`/`watch` on the kind: the operator then reads the
 //! scale every tick, as it always did), when the kind has more objects than
-//! [`MAX_OBJECTS`], and when the read is older than [`MAX_AGE`].
+//! [`versions::MAX_OBJECTS`], and when the read is older than [`MAX_AGE`].
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use kube::api::{ApiResource, DynamicObject};
 use kube::core::PartialObjectMeta;
-use kube::runtime::watcher::{self, watcher, Event};
-use kube::runtime::WatchStreamExt;
-use kube::{Api, Client, ResourceExt};
+use kube::runtime::watcher;
+use kube::{Api, Client};
 
 use super::target::{ScaleView, Target};
+use super::versions::{self, Versions};
 
 /// The oldest read reused, however quiet the watch: a watch that silently
 /// stopped delivering costs at most this much staleness.
 pub const MAX_AGE: Duration = Duration::from_secs(300);
 
-/// Most objects of one kind whose versions are kept (about 150 bytes each);
-/// past it, that kind's scales are read every tick.
-pub const MAX_OBJECTS: usize = 50_000;
-
 /// A scale as read: of which workload, at which version, when, and the
 /// versions its kind's watch keeps, to tell whether it still holds.
 pub struct ScaleRead {
     view: ScaleView,
-    resource: ApiResource,
+    resource: Arc<ApiResource>,
     namespace: String,
     name: String,
     version: String,
@@ -45,20 +40,17 @@ pub struct ScaleRead {
 impl ScaleRead {
     /// The scale read, when it was read of `target` and the workload has not
     /// changed since (the watch reports the version it was read at).
-    pub fn unchanged(&self, target: &Target) -> Option<ScaleView> {
-        if self.resource != *target.resource()
+    pub fn unchanged(&self, target: &Target<'_>) -> Option<ScaleView> {
+        if !Arc::ptr_eq(&self.resource, target.resource()) && *self.resource != **target.resource()
             || self.namespace != target.namespace()
             || self.name != target.name()
             || self.at.elapsed() >= MAX_AGE
         {
             return None;
         }
-        let index = self.versions.inner.read().expect("scale versions lock");
-        if !index.ready || index.overflow {
-            return None;
-        }
-        let now = index.by_object.version(&self.namespace, &self.name)?;
-        (now == self.version).then(|| self.view.clone())
+        self.versions
+            .holds(&self.namespace, &self.name, &self.version)
+            .then(|| self.view.clone())
     }
 }
 
@@ -78,59 +70,7 @@ impl Drop for ScaleWatch {
         }
         // A read still holding these versions must not trust them once unwatched.
         for versions in self.kinds.lock().expect("scale watch kinds lock").values() {
-            versions.inner.write().expect("scale versions lock").ready = false;
-        }
-    }
-}
-
-#[derive(Default)]
-struct Versions {
-    inner: RwLock<Index>,
-}
-
-#[derive(Default)]
-struct Index {
-    /// Listed, and every change since applied.
-    ready: bool,
-    /// More objects than [`MAX_OBJECTS`]: not kept.
-    overflow: bool,
-    /// A failure of the watch was logged.
-    reported: bool,
-    by_object: Objects,
-    listing: Option<Objects>,
-}
-
-/// Versions by namespace and name, nested so a look-up borrows its keys.
-#[derive(Default)]
-struct Objects {
-    by_namespace: HashMap<String, HashMap<String, String>>,
-    len: usize,
-}
-
-impl Objects {
-    fn version(&self, namespace: &str, name: &str) -> Option<&str> {
-        self.by_namespace
-            .get(namespace)?
-            .get(name)
-            .map(String::as_str)
-    }
-
-    fn insert(&mut self, namespace: String, name: String, version: String) {
-        let names = self.by_namespace.entry(namespace).or_default();
-        if names.insert(name, version).is_none() {
-            self.len += 1;
-        }
-    }
-
-    fn remove(&mut self, namespace: &str, name: &str) {
-        let Some(names) = self.by_namespace.get_mut(namespace) else {
-            return;
-        };
-        if names.remove(name).is_some() {
-            self.len -= 1;
-            if names.is_empty() {
-                self.by_namespace.remove(namespace);
-            }
+            versions.stop();
         }
     }
 }
@@ -150,10 +90,10 @@ impl ScaleWatch {
     /// is watched from now on. Only a kind whose scale was read is ever
     /// watched, so a spec naming any other kind (ConfigMaps, pods) never makes
     /// the operator watch it.
-    pub fn read(&self, target: &Target, view: ScaleView, version: String) -> ScaleRead {
+    pub fn read(&self, target: &Target<'_>, view: ScaleView, version: String) -> ScaleRead {
         ScaleRead {
             view,
-            resource: target.resource().clone(),
+            resource: Arc::clone(target.resource()),
             namespace: target.namespace().to_string(),
             name: target.name().to_string(),
             version,
@@ -175,73 +115,16 @@ impl ScaleWatch {
             Some(ns) => Api::namespaced_with(self.client.clone(), ns, resource),
             None => Api::all_with(self.client.clone(), resource),
         };
-        let task = tokio::spawn(watch(api, key, Arc::clone(&versions)));
+        let task = tokio::spawn(versions::watch(
+            api,
+            watcher::Config::default(),
+            format!("target kind {key}"),
+            Arc::clone(&versions),
+        ));
         self.tasks
             .lock()
             .expect("scale watch tasks lock")
             .push(task);
         versions
-    }
-}
-
-async fn watch(api: Api<PartialObjectMeta<DynamicObject>>, kind: String, versions: Arc<Versions>) {
-    let mut events = watcher(api, watcher::Config::default().any_semantic())
-        .default_backoff()
-        .boxed();
-    while let Some(event) = events.next().await {
-        match event {
-            Ok(event) => versions.apply(event),
-            Err(e) => {
-                let mut index = versions.inner.write().expect("scale versions lock");
-                // Once per outage, and once for a kind the operator may not list at all.
-                if index.ready || !index.reported {
-                    tracing::info!(%kind, error = %e, "cannot watch this target kind; reading its scales every tick");
-                    index.reported = true;
-                }
-                index.ready = false;
-            }
-        }
-    }
-}
-
-impl Versions {
-    fn apply(&self, event: Event<PartialObjectMeta<DynamicObject>>) {
-        let mut index = self.inner.write().expect("scale versions lock");
-        let index = &mut *index;
-        let version =
-            |o: &PartialObjectMeta<DynamicObject>| o.resource_version().unwrap_or_default();
-        match event {
-            Event::Init => index.listing = Some(Objects::default()),
-            Event::InitApply(o) => {
-                let listing = index.listing.get_or_insert_with(Objects::default);
-                if listing.len <= MAX_OBJECTS {
-                    listing.insert(o.namespace().unwrap_or_default(), o.name_any(), version(&o));
-                }
-            }
-            Event::InitDone => {
-                let listed = index.listing.take().unwrap_or_default();
-                index.overflow = listed.len > MAX_OBJECTS;
-                index.by_object = if index.overflow {
-                    Objects::default()
-                } else {
-                    listed
-                };
-                index.ready = true;
-            }
-            Event::Apply(o) => {
-                if !index.overflow {
-                    let objects = &mut index.by_object;
-                    objects.insert(o.namespace().unwrap_or_default(), o.name_any(), version(&o));
-                    if objects.len > MAX_OBJECTS {
-                        index.overflow = true;
-                        index.by_object = Objects::default();
-                    }
-                }
-            }
-            Event::Delete(o) => {
-                let namespace = o.namespace().unwrap_or_default();
-                index.by_object.remove(&namespace, &o.name_any());
-            }
-        }
     }
 }

@@ -3,7 +3,7 @@
 //! and its pods found by the selector the scale status reports.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::autoscaling::v1::Scale;
 use k8s_openapi::api::core::v1::Pod;
@@ -20,19 +20,25 @@ use crate::metrics::Endpoint;
 /// Resolves `scaleTargetRef`s to API resources, remembering what discovery found.
 #[derive(Default)]
 pub struct Resolver {
-    known: Mutex<HashMap<(String, String), ApiResource>>,
+    /// By `apiVersion`, then kind: nested so a look-up borrows its keys.
+    known: Mutex<HashMap<String, HashMap<String, Arc<ApiResource>>>>,
 }
 
 impl Resolver {
-    /// The scale API of the target in `namespace`.
-    pub async fn target(
+    /// The target in `namespace`, read and changed through `client`.
+    pub async fn target<'a>(
         &self,
-        client: &Client,
-        namespace: &str,
-        target: &ScaleTargetRef,
-    ) -> Result<Target, Error> {
-        let key = (target.api_version.clone(), target.kind.clone());
-        let cached = self.known.lock().expect("resolver lock").get(&key).cloned();
+        client: &'a Client,
+        namespace: &'a str,
+        target: &'a ScaleTargetRef,
+    ) -> Result<Target<'a>, Error> {
+        let cached = self
+            .known
+            .lock()
+            .expect("resolver lock")
+            .get(&target.api_version)
+            .and_then(|kinds| kinds.get(&target.kind))
+            .cloned();
         let resource = match cached {
             Some(r) => r,
             None => {
@@ -48,32 +54,34 @@ impl Resolver {
                             message: e.to_string(),
                         }
                     })?;
+                let resource = Arc::new(resource);
                 self.known
                     .lock()
                     .expect("resolver lock")
-                    .insert(key, resource.clone());
+                    .entry(target.api_version.clone())
+                    .or_default()
+                    .insert(target.kind.clone(), Arc::clone(&resource));
                 resource
             }
         };
         Ok(Target {
-            api: Api::namespaced_with(client.clone(), namespace, &resource),
+            client,
             resource,
-            pods: Api::namespaced(client.clone(), namespace),
-            namespace: namespace.to_string(),
-            name: target.name.clone(),
-            kind: target.kind.clone(),
+            namespace,
+            name: &target.name,
+            kind: &target.kind,
         })
     }
 }
 
-/// One workload, through its scale subresource.
-pub struct Target {
-    api: Api<DynamicObject>,
-    resource: ApiResource,
-    pods: Api<Pod>,
-    namespace: String,
-    name: String,
-    kind: String,
+/// One workload, through its scale subresource. Borrowed from the spec for a
+/// tick: a tick whose scale is reused builds no request.
+pub struct Target<'a> {
+    client: &'a Client,
+    resource: Arc<ApiResource>,
+    namespace: &'a str,
+    name: &'a str,
+    kind: &'a str,
 }
 
 /// The scale of a workload as its subresource reports it.
@@ -98,32 +106,36 @@ pub struct PodCounts {
     pub endpoints: Vec<Endpoint>,
 }
 
-impl Target {
+impl Target<'_> {
     /// The workload's kind and name, e.g. `Deployment/web`.
     pub fn describe(&self) -> String {
         format!("{}/{}", self.kind, self.name)
     }
 
     /// The workload's API resource.
-    pub fn resource(&self) -> &ApiResource {
+    pub fn resource(&self) -> &Arc<ApiResource> {
         &self.resource
     }
 
     /// The workload's namespace.
     pub fn namespace(&self) -> &str {
-        &self.namespace
+        self.namespace
     }
 
     /// The workload's name.
     pub fn name(&self) -> &str {
-        &self.name
+        self.name
+    }
+
+    fn api(&self) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), self.namespace, &*self.resource)
     }
 
     /// Reads the scale subresource, and the workload's `resourceVersion` it was read at.
     pub async fn scale(&self) -> Result<(ScaleView, Option<String>), Error> {
         let scale: Scale = self
-            .api
-            .get_scale(&self.name)
+            .api()
+            .get_scale(self.name)
             .await
             .map_err(|e| Error::Kube {
                 action: format!("reading the scale of {}", self.describe()),
@@ -143,8 +155,8 @@ impl Target {
     /// retry after an answer that was lost cannot scale twice.
     pub async fn set_replicas(&self, replicas: u32) -> Result<(), kube::Error> {
         let patch = serde_json::json!({ "spec": { "replicas": replicas } });
-        self.api
-            .patch_scale(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+        self.api()
+            .patch_scale(self.name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map(|_| ())
     }
@@ -159,11 +171,11 @@ impl Target {
         warmup: std::time::Duration,
         now: Timestamp,
     ) -> Result<PodCounts, Error> {
-        if let Some(views) = cache.select(&self.namespace, selector) {
+        if let Some(views) = cache.select(self.namespace, selector) {
             return Ok(count(views.iter().map(|v| &**v), warmup, now));
         }
-        let pods = self
-            .pods
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), self.namespace);
+        let pods = pods
             .list(&ListParams::default().labels(selector))
             .await
             .map_err(|e| Error::Kube {

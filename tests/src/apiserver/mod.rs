@@ -681,13 +681,11 @@ fn watch_response(
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(256);
     let shared = Arc::clone(shared);
     tokio::spawn(async move {
-        let matches = |e: &WatchEvent| {
-            e.resource == res.plural
+        let seen = |e: &WatchEvent| {
+            let ours = e.resource == res.plural
                 && e.group == res.group
-                && namespace.as_deref().is_none_or(|n| e.namespace == n)
-                && selector
-                    .as_deref()
-                    .is_none_or(|s| store::selector_matches(s, &e.object))
+                && namespace.as_deref().is_none_or(|n| e.namespace == n);
+            ours.then(|| e.through(selector.as_deref())).flatten()
         };
         let line = |mut v: Value| {
             if metadata_only && v["type"] != "ERROR" {
@@ -707,9 +705,9 @@ fn watch_response(
             }
         };
         let mut last = from;
-        for e in backlog.iter().filter(|e| matches(e)) {
+        for (e, json) in backlog.iter().filter_map(|e| Some((e, seen(e)?))) {
             last = last.max(e.version);
-            if tx.send(line(e.to_json())).await.is_err() {
+            if tx.send(line(json)).await.is_err() {
                 return;
             }
         }
@@ -719,9 +717,11 @@ fn watch_response(
         loop {
             tokio::select! {
                 event = live.recv() => match event {
-                    Ok(e) if e.version > last && matches(&e) => {
-                        last = e.version;
-                        if tx.send(line(e.to_json())).await.is_err() { return; }
+                    Ok(e) if e.version > last => {
+                        if let Some(json) = seen(&e) {
+                            last = e.version;
+                            if tx.send(line(json)).await.is_err() { return; }
+                        }
                     }
                     Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(_)) => return,

@@ -100,11 +100,42 @@ pub struct WatchEvent {
     pub resource: &'static str,
     pub namespace: String,
     pub object: Value,
+    /// For a change of the object's labels, the object before it: a watch
+    /// with a label selector sees the object arrive or leave its selection.
+    pub relabelled: Option<Value>,
 }
 
 impl WatchEvent {
     pub fn to_json(&self) -> Value {
         json!({"type": self.type_, "object": self.object})
+    }
+
+    /// The event as a watch with `selector` sees it, if at all. As the real
+    /// API server's watch cache does, a change that moves the object into the
+    /// selection is an ADDED, and one that moves it out a DELETED of the
+    /// object as it was (at the change's version).
+    pub fn through(&self, selector: Option<&str>) -> Option<Value> {
+        let Some(selector) = selector else {
+            return Some(self.to_json());
+        };
+        let now = selector_matches(selector, &self.object);
+        let before = self
+            .relabelled
+            .as_ref()
+            .map_or(now, |o| selector_matches(selector, o));
+        match (before, now) {
+            (true, true) => Some(self.to_json()),
+            (false, true) => Some(json!({"type": "ADDED", "object": self.object})),
+            (true, false) => {
+                let mut gone = self
+                    .relabelled
+                    .clone()
+                    .expect("only a relabelled object left");
+                gone["metadata"]["resourceVersion"] = json!(self.version.to_string());
+                Some(json!({"type": "DELETED", "object": gone}))
+            }
+            (false, false) => None,
+        }
     }
 }
 
@@ -329,7 +360,7 @@ impl Store {
         self.version += 1;
         let mut object = object;
         object["metadata"]["resourceVersion"] = json!(self.version.to_string());
-        self.record(res, ns, object.clone(), "DELETED");
+        self.record(res, ns, object.clone(), "DELETED", None);
         Ok(object)
     }
 
@@ -466,6 +497,7 @@ impl Store {
                         .unwrap_or_default()
                         .into(),
                     object: o,
+                    relabelled: None,
                 })
                 .collect());
         }
@@ -507,12 +539,20 @@ impl Store {
         }
         self.version += 1;
         object["metadata"]["resourceVersion"] = json!(self.version.to_string());
-        self.objects.insert(key(res, ns, name), object.clone());
-        self.record(res, ns, object.clone(), type_);
+        let before = self.objects.insert(key(res, ns, name), object.clone());
+        let relabelled = before.filter(|b| b["metadata"]["labels"] != object["metadata"]["labels"]);
+        self.record(res, ns, object.clone(), type_, relabelled);
         object
     }
 
-    fn record(&mut self, res: &'static Resource, ns: &str, object: Value, type_: &'static str) {
+    fn record(
+        &mut self,
+        res: &'static Resource,
+        ns: &str,
+        object: Value,
+        type_: &'static str,
+        relabelled: Option<Value>,
+    ) {
         let event = WatchEvent {
             version: self.version,
             type_,
@@ -520,6 +560,7 @@ impl Store {
             resource: res.plural,
             namespace: ns.to_string(),
             object,
+            relabelled,
         };
         self.history.push(event.clone());
         self.pending.push(event);
@@ -636,6 +677,49 @@ mod tests {
         let now = store.get(leases, "ns", "l").unwrap()["metadata"]["resourceVersion"].clone();
         assert!(store.delete_if(leases, "ns", "l", now.as_str()).is_ok());
         assert!(store.get(leases, "ns", "l").is_none());
+    }
+
+    #[test]
+    fn a_relabelled_object_enters_and_leaves_a_selecting_watch() {
+        let maps = RESOURCES.iter().find(|r| r.kind == "ConfigMap").unwrap();
+        let mut store = Store::default();
+        let labelled = json!({"metadata": {"name": "m", "labels": {"policy": "true"}}});
+        store.create(maps, "ns", labelled).unwrap();
+        let relabel = |store: &mut Store, labels: Value| {
+            let patch = json!({"metadata": {"labels": labels}});
+            store.patch(maps, "ns", "m", &patch, None).unwrap();
+            store.take_pending().pop().unwrap()
+        };
+        let seen = |e: &WatchEvent| {
+            let json = e.through(Some("policy"))?;
+            Some((json["type"].as_str()?.to_string(), json["object"].clone()))
+        };
+
+        let dropped = relabel(&mut store, json!({"policy": null, "other": "x"}));
+        assert_eq!(dropped.to_json()["type"], "MODIFIED", "unselected watches");
+        let (type_, object) = seen(&dropped).expect("the selecting watch sees it leave");
+        assert_eq!(type_, "DELETED");
+        assert_eq!(object["metadata"]["labels"]["policy"], "true", "as it was");
+        assert_eq!(
+            object["metadata"]["resourceVersion"],
+            json!(dropped.version.to_string()),
+            "at the change's version"
+        );
+
+        let unseen = relabel(&mut store, json!({"other": "y"}));
+        assert_eq!(
+            seen(&unseen),
+            None,
+            "outside the selection before and after"
+        );
+
+        let back = relabel(&mut store, json!({"policy": "true"}));
+        assert_eq!(seen(&back).unwrap().0, "ADDED");
+        let data = json!({"data": {"k": "v"}});
+        store.patch(maps, "ns", "m", &data, None).unwrap();
+        let edit = store.take_pending().pop().unwrap();
+        assert!(edit.relabelled.is_none(), "labels unchanged");
+        assert_eq!(seen(&edit).unwrap().0, "MODIFIED");
     }
 
     #[test]

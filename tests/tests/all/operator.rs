@@ -549,10 +549,12 @@ async fn a_steady_targets_scale_is_reused_and_a_change_by_someone_else_is_read_a
         (ready.as_str(), reason.as_str()),
         ("False", "TargetUnavailable")
     );
+    // Besides the labelled policy ConfigMaps' versions, which every operator watches.
     let metadata_watches: Vec<String> = server
         .seen()
         .into_iter()
         .filter(|s| s.metadata_only && s.query.contains("watch=true"))
+        .filter(|s| !s.query.contains("labelSelector=wasmautoscaler.dev%2Fpolicy"))
         .map(|s| s.path)
         .collect();
     assert!(
@@ -1066,6 +1068,75 @@ async fn an_unchanged_configmap_policy_costs_a_tick_its_metadata_only() {
         0,
         "the new version was read whole again"
     );
+}
+
+/// A labelled ConfigMap's watch tells of every change, so an unchanged policy
+/// costs a tick no request at all; a change is still read and served at once,
+/// and once the label is taken off, ticks ask the API server again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchanged_labelled_configmap_policy_costs_a_tick_nothing() {
+    let server = ApiServer::start().await;
+    let exporter = Exporter::start(40.0).await;
+    server.create(deployment("web", 1));
+    let v1 = variant(bundled::FORECAST, "v1");
+    server.create(policy_map(&v1));
+    server.create(autoscaler(
+        "web",
+        "web",
+        exporter.port,
+        json!({"decider": {"configMapRef": {"name": "policies", "key": "decider.wasm"}, "config": sizing(10.0)}}),
+    ));
+    let _op = start_operator(&server, "solo", false);
+    eventually("scale-up with the ConfigMap policy", WAIT, || {
+        (replicas(&server, "web") == 4).then_some(())
+    })
+    .await;
+    let since = Instant::now();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        map_reads_since(&server, "policies", since),
+        (0, 0),
+        "(whole, metadata-only) reads of a watched, unchanged ConfigMap in 4 s of 1 s ticks"
+    );
+
+    let v2 = variant(bundled::FORECAST, "v2");
+    let changed = Instant::now();
+    server.patch(
+        "ConfigMap",
+        NS,
+        "policies",
+        json!({"binaryData": {"decider.wasm": base64(&v2)}}),
+    );
+    let v2_digest = wasm_autoscaler::runtime::Digest::of(&v2).hex();
+    eventually("the new version serving", WAIT, || {
+        status(&server, "web")["policies"][0]["digest"]
+            .as_str()
+            .filter(|d| d.ends_with(&v2_digest))
+            .map(str::to_string)
+    })
+    .await;
+    assert!(map_reads_since(&server, "policies", changed).0 >= 1);
+    let since = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(map_reads_since(&server, "policies", since), (0, 0));
+
+    // Unlabelled, the ConfigMap drops out of the watch: its changes would go
+    // unseen, so each tick asks for its version again.
+    server.patch(
+        "ConfigMap",
+        NS,
+        "policies",
+        json!({"metadata": {"labels": {"wasmautoscaler.dev/policy": null}}}),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let since = Instant::now();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (whole, metadata) = map_reads_since(&server, "policies", since);
+    assert!(
+        metadata >= 2,
+        "{metadata} metadata reads in 4 s of 1 s ticks once unlabelled"
+    );
+    assert_eq!(whole, 0, "an unchanged ConfigMap was read whole");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
