@@ -143,9 +143,12 @@ impl Context {
         }
     }
 
-    fn state(&self, key: ObjectRef<WasmAutoscaler>) -> Arc<tokio::sync::Mutex<TargetState>> {
+    fn state(&self, key: &ObjectRef<WasmAutoscaler>) -> Arc<tokio::sync::Mutex<TargetState>> {
         let mut targets = self.targets.lock().expect("targets lock");
-        let state = Arc::clone(targets.entry(key).or_default());
+        if let Some(state) = targets.get(key) {
+            return Arc::clone(state);
+        }
+        let state = Arc::clone(targets.entry(key.clone()).or_default());
         self.metrics.set_owned(targets.len());
         state
     }
@@ -155,7 +158,9 @@ impl Context {
     }
 
     fn take_dirty(&self, key: &ObjectRef<WasmAutoscaler>) -> bool {
-        self.dirty.lock().expect("dirty lock").remove(key)
+        let mut dirty = self.dirty.lock().expect("dirty lock");
+        // Almost always empty: no need to hash the key.
+        !dirty.is_empty() && dirty.remove(key)
     }
 
     /// The state of an autoscaler still known (none after it was forgotten).
@@ -230,6 +235,14 @@ struct TargetState {
     generation: Option<i64>,
     /// The loaded policies.
     loaded: Vec<LoadedEntry>,
+    /// The loaded policies as the status and the `PolicyLoaded` condition name them.
+    loaded_status: Vec<LoadedPolicy>,
+    loaded_message: String,
+    /// The policies serving are those the spec names, as last read: nothing
+    /// is compiling, refused or waiting for the load gate.
+    settled: bool,
+    /// The spec as checked, at the object's `resourceVersion`.
+    checked: Option<(String, Arc<Result<Checked, String>>)>,
     /// Boxed: a pipeline is over 1 KiB, and most autoscalers have no shadow.
     pipeline: Option<Box<Pipeline>>,
     shadow: Option<Box<Pipeline>>,
@@ -261,6 +274,21 @@ struct TargetState {
     /// Metrics unavailable at the last tick, so loss is reported on change.
     unavailable: Vec<String>,
     hpa_conflict: Option<String>,
+}
+
+impl TargetState {
+    /// `obj`'s spec as checked, checked again only when the object changed.
+    fn checked(&mut self, obj: &WasmAutoscaler) -> Arc<Result<Checked, String>> {
+        let version = obj.meta().resource_version.as_deref();
+        if let Some((at, checked)) = &self.checked {
+            if Some(at.as_str()) == version {
+                return Arc::clone(checked);
+            }
+        }
+        let checked = Arc::new(obj.spec.validate());
+        self.checked = version.map(|v| (v.to_string(), Arc::clone(&checked)));
+        checked
+    }
 }
 
 /// Watches autoscalers (and labelled policy ConfigMaps) until `shutdown`.
@@ -454,7 +482,7 @@ async fn reconcile(obj: Arc<WasmAutoscaler>, ctx: Arc<Context>) -> Result<Action
         return Ok(Action::await_change());
     };
     let span = tracing::info_span!("tick", namespace = %namespace, name = %name);
-    let state = ctx.state(key.clone());
+    let state = ctx.state(&key);
     let mut state = state.lock().await;
     if state.term != Some(claim.term) {
         // Taken (again) under a new term: start from what the cluster says, not from
@@ -464,11 +492,11 @@ async fn reconcile(obj: Arc<WasmAutoscaler>, ctx: Arc<Context>) -> Result<Action
             ..TargetState::default()
         };
     }
-    let interval = obj
-        .spec
-        .validate()
-        .map(|c| c.interval)
-        .unwrap_or(Duration::from_secs(30));
+    let checked = state.checked(&obj);
+    let interval = checked
+        .as_ref()
+        .as_ref()
+        .map_or(Duration::from_secs(30), |c| c.interval);
     let now = Instant::now();
     // Watch events (our own status writes among them) wake us between
     // ticks; only a due tick, or a changed spec, evaluates.
@@ -493,6 +521,7 @@ async fn reconcile(obj: Arc<WasmAutoscaler>, ctx: Arc<Context>) -> Result<Action
         namespace: &namespace,
         claim,
         policy_changed,
+        checked,
     };
     let result = tracing::Instrument::instrument(tick.run(&mut state), span).await;
     // Due one interval after this tick began, not after it ended, so ticks do not drift.
@@ -510,6 +539,8 @@ struct Tick<'a> {
     claim: Claim,
     /// A change to the policy sources was announced: read them, whatever a watch says.
     policy_changed: bool,
+    /// The spec, as checked.
+    checked: Arc<Result<Checked, String>>,
 }
 
 impl Tick<'_> {
@@ -531,9 +562,10 @@ impl Tick<'_> {
             ..WasmAutoscalerStatus::default()
         };
 
-        let checked = match self.obj.spec.validate() {
+        let checked = match &*self.checked {
             Ok(c) => c,
             Err(message) => {
+                let message = message.clone();
                 conditions.set(READY, false, "InvalidSpec", message.clone());
                 if conditions.transitions(READY) {
                     self.ctx.refuse(self.obj, "invalid_spec", message).await;
@@ -543,7 +575,7 @@ impl Tick<'_> {
             }
         };
 
-        self.load_policies(state, &checked, &mut conditions).await;
+        self.load_policies(state, checked, &mut conditions).await;
         state.generation = generation;
         if state.pipeline.is_none() {
             conditions.set(
@@ -554,15 +586,7 @@ impl Tick<'_> {
             );
             return self.write_status(status, conditions).await;
         }
-        status.policies = state
-            .loaded
-            .iter()
-            .map(|(role, source, _, digest)| LoadedPolicy {
-                role: (*role).into(),
-                source: source.clone(),
-                digest: digest.to_string(),
-            })
-            .collect();
+        status.policies = state.loaded_status.clone();
 
         if let Some(hpa) = self.competing_hpa().await? {
             let message = format!(
@@ -633,9 +657,9 @@ impl Tick<'_> {
         };
 
         if !state.backfilled {
-            self.backfill(state, &checked).await;
+            self.backfill(state, checked).await;
         }
-        self.fill_long_history(state, &checked, stamp.as_millisecond().max(0) as u64)
+        self.fill_long_history(state, checked, stamp.as_millisecond().max(0) as u64)
             .await;
         let metrics = self.fetch_metrics(state, &pods, &mut conditions).await;
         let observation = Observation {
@@ -664,11 +688,11 @@ impl Tick<'_> {
         self.count(&report, false, &state.loaded);
         status.current_replicas = Some(scale.spec_replicas);
         status.desired_replicas = Some(report.verdict.replicas);
-        status.last_decision = Some(decision_status(&report, &now_text, &checked));
+        status.last_decision = Some(decision_status(&report, &now_text, checked));
         if state.shadow.is_some() {
             let shadow = self.evaluate(&mut state.shadow, &observation).await;
             self.count(&shadow, true, &state.loaded);
-            status.shadow_decision = Some(decision_status(&shadow, &now_text, &checked));
+            status.shadow_decision = Some(decision_status(&shadow, &now_text, checked));
         } else {
             status.shadow_decision = None;
         }
@@ -701,7 +725,7 @@ impl Tick<'_> {
                     );
                 }
                 None => {
-                    if let Err(message) = self.scale(state, &target, &report, &checked).await {
+                    if let Err(message) = self.scale(state, &target, &report, checked).await {
                         conditions.set(READY, false, "ScaleFailed", message);
                         self.fill_limits(&mut conditions, &limits);
                         return self.write_status(status, conditions).await;
@@ -778,6 +802,11 @@ impl Tick<'_> {
         .into_iter()
         .flatten()
         .collect();
+        if self.nothing_to_load(state, &roles) {
+            conditions.set(POLICY_LOADED, true, "Loaded", state.loaded_message.clone());
+            return;
+        }
+        state.settled = false;
         let mut loaded = Vec::new();
         let mut specs: HashMap<&'static str, PolicySpec> = HashMap::new();
         let mut failure: Option<LoadError> = None;
@@ -984,17 +1013,66 @@ impl Tick<'_> {
             }
             state.loaded = loaded;
         }
-        conditions.set(
-            POLICY_LOADED,
-            true,
-            "Loaded",
-            state
+        if changed || state.loaded_message.is_empty() {
+            state.loaded_status = state
+                .loaded
+                .iter()
+                .map(|(role, source, _, digest)| LoadedPolicy {
+                    role: (*role).into(),
+                    source: source.clone(),
+                    digest: digest.to_string(),
+                })
+                .collect();
+            state.loaded_message = state
                 .loaded
                 .iter()
                 .map(|(role, source, _, digest)| format!("{role}: {source} ({})", digest.short()))
                 .collect::<Vec<_>>()
-                .join(", "),
-        );
+                .join(", ");
+        }
+        state.settled = true;
+        conditions.set(POLICY_LOADED, true, "Loaded", state.loaded_message.clone());
+    }
+
+    /// Whether the policies serving are still those the spec names, known
+    /// without reading a source: the common tick, which then loads nothing.
+    fn nothing_to_load(
+        &self,
+        state: &TargetState,
+        roles: &[(&'static str, &PolicySource, World)],
+    ) -> bool {
+        if !state.settled
+            || self.policy_changed
+            || state.generation != self.obj.meta().generation
+            || state.pipeline.is_none()
+        {
+            return false;
+        }
+        let map_versions = self.map_versions();
+        roles.iter().all(|(role, source, _)| {
+            state.stamps.get(role).is_some_and(|(stamp, _)| {
+                policies::known_unchanged(
+                    source,
+                    self.namespace,
+                    stamp,
+                    state.read_at.get(role),
+                    map_versions.as_deref(),
+                )
+            })
+        })
+    }
+
+    /// The labelled ConfigMaps' versions, unless a change was announced: then
+    /// sources are read whatever the watch says.
+    fn map_versions(&self) -> Option<Arc<Versions>> {
+        if self.policy_changed {
+            return None;
+        }
+        self.ctx
+            .policy_maps
+            .lock()
+            .expect("policy map versions lock")
+            .clone()
     }
 
     /// Lets a compile that outlived [`SWAP_WAIT`] finish without the tick,
@@ -1249,15 +1327,7 @@ impl Tick<'_> {
         last: Option<&policies::ReadAt>,
         wait_for_gate: bool,
     ) -> Result<policies::Fetched, LoadError> {
-        let map_versions = match self.policy_changed {
-            true => None,
-            false => self
-                .ctx
-                .policy_maps
-                .lock()
-                .expect("policy map versions lock")
-                .clone(),
-        };
+        let map_versions = self.map_versions();
         let access = policies::SourceAccess {
             client: &self.ctx.client,
             namespace: self.namespace,

@@ -240,12 +240,7 @@ pub async fn read(
         let still =
             last.filter(|at| at.name == r.name && at.key == r.key && known.contains(&at.stamp));
         if let Some(at) = still {
-            // A labelled ConfigMap's watch tells of every change: while it
-            // reports the version read, nothing is asked of the API server.
-            let vouched = access
-                .map_versions
-                .is_some_and(|v| v.holds(namespace, &r.name, &at.resource_version));
-            if vouched && at.confirmed.elapsed() < MAX_UNCONFIRMED {
+            if vouched(at, namespace, access.map_versions) {
                 return Ok(unchanged(at.stamp.clone()));
             }
             // Otherwise every tick reads the source; the body (up to a MiB,
@@ -371,6 +366,38 @@ pub async fn read(
         });
     }
     Err(fail("no source set".into()))
+}
+
+/// Whether a labelled ConfigMap's watch vouches that it is still at the
+/// version `at` was read at: its watch tells of every change, so nothing
+/// need be asked of the API server.
+fn vouched(at: &ReadAt, namespace: &str, map_versions: Option<&Versions>) -> bool {
+    at.confirmed.elapsed() < MAX_UNCONFIRMED
+        && map_versions.is_some_and(|v| v.holds(namespace, &at.name, &at.resource_version))
+}
+
+/// Whether `source`'s contents are still those serving (stamp `serving`,
+/// read at `last` for a ConfigMap) under an unchanged spec, known without
+/// reading anything: a bundled policy and a digest-pinned OCI reference
+/// always are, a ConfigMap when its watch vouches for the version read, a
+/// file never (its identity is read from disk).
+pub fn known_unchanged(
+    source: &PolicySource,
+    namespace: &str,
+    serving: &str,
+    last: Option<&ReadAt>,
+    map_versions: Option<&Versions>,
+) -> bool {
+    match (&source.config_map_ref, &source.file) {
+        (Some(r), _) => last.is_some_and(|at| {
+            at.name == r.name
+                && at.key == r.key
+                && at.stamp == serving
+                && vouched(at, namespace, map_versions)
+        }),
+        (None, Some(_)) => false,
+        (None, None) => source.bundled.is_some() || source.oci.is_some(),
+    }
 }
 
 /// Pulls an `oci` source's component with the namespace's pull Secret.

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{DeleteParams, ListParams, Preconditions};
 use kube::{Api, Client, ResourceExt};
+use sha2::{Digest as _, Sha256};
 
 use super::lease::{self, Holding, LeaseSettings, Observations};
 use super::telemetry::Metrics;
@@ -187,9 +188,14 @@ impl Ownership {
 
 /// The shard of autoscaler `namespace/name` among `count`.
 pub fn shard_of(namespace: &str, name: &str, count: u32) -> u32 {
-    let digest = Digest::of(format!("{namespace}/{name}").as_bytes());
+    // The digest of `namespace/name`, hashed in parts: every tick asks.
+    let digest = Sha256::new()
+        .chain_update(namespace)
+        .chain_update("/")
+        .chain_update(name)
+        .finalize();
     // Bytes 8..16: the tick phase uses 0..8, and the two should not correlate.
-    let h = u64::from_le_bytes(digest.0[8..16].try_into().expect("8 bytes"));
+    let h = u64::from_le_bytes(digest[8..16].try_into().expect("8 bytes"));
     (h % u64::from(count.max(1))) as u32
 }
 
@@ -508,6 +514,13 @@ mod tests {
         }
         assert!(load.iter().all(|&n| (850..1150).contains(&n)), "{load:?}");
         assert_eq!(shard_of("a", "b", 8), shard_of("a", "b", 8));
+        // Replicas of different versions run side by side in a rolling update:
+        // the assignment is the digest of `namespace/name`, whatever computes it.
+        for (ns, name) in [("team", "web-7"), ("a", "b/c"), ("", "x")] {
+            let whole = Digest::of(format!("{ns}/{name}").as_bytes());
+            let h = u64::from_le_bytes(whole.0[8..16].try_into().unwrap());
+            assert_eq!(shard_of(ns, name, 12), (h % 12) as u32);
+        }
     }
 
     #[tokio::test]

@@ -554,7 +554,10 @@ async fn a_steady_targets_scale_is_reused_and_a_change_by_someone_else_is_read_a
         .seen()
         .into_iter()
         .filter(|s| s.metadata_only && s.query.contains("watch=true"))
-        .filter(|s| !s.query.contains("labelSelector=wasmautoscaler.dev%2Fpolicy"))
+        .filter(|s| {
+            !s.query
+                .contains("labelSelector=wasmautoscaler.dev%2Fpolicy")
+        })
         .map(|s| s.path)
         .collect();
     assert!(
