@@ -54,6 +54,12 @@ pub struct RunArgs {
     #[arg(long, default_value_t = operator::api_client::DEFAULT_IN_FLIGHT,
           value_parser = clap::value_parser!(u32).range(1..=65_536))]
     api_in_flight: u32,
+    /// Threads that run the ticks' requests and bookkeeping (policy calls and compiles have
+    /// threads of their own). One keeps 10,000 autoscalers at about a seventh of a core; each
+    /// more costs cross-thread wake-ups and allocator contention, and pays only when one thread
+    /// cannot keep up.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    async_threads: u16,
     /// Timeout of one metric request.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     metric_timeout: Duration,
@@ -88,6 +94,7 @@ pub fn run(args: RunArgs, sandbox: &SandboxArgs) -> Result<()> {
     operator::memory::tune_allocator();
     let runtime = Arc::new(sandbox.runtime(InstanceMode::PerTenant)?);
     let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(usize::from(args.async_threads))
         .enable_all()
         .build()
         .context("starting the async runtime")?;

@@ -646,8 +646,15 @@ impl Tick<'_> {
         };
         let pods = match &scale.selector {
             Some(selector) => {
+                // Only a metric that scrapes the target's own pods needs their addresses.
+                let addresses = self
+                    .obj
+                    .spec
+                    .metrics
+                    .iter()
+                    .any(|m| m.scrape.as_ref().is_some_and(|s| s.endpoints.is_empty()));
                 target
-                    .pods(&self.ctx.pods, selector, checked.warmup, stamp)
+                    .pods(&self.ctx.pods, selector, checked.warmup, stamp, addresses)
                     .await?
             }
             None => PodCounts {

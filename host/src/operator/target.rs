@@ -163,16 +163,18 @@ impl Target<'_> {
 
     /// Counts the pods matching `selector`, from `cache` when it can answer and
     /// by a LIST otherwise; pods created less than `warmup` ago, or not Ready,
-    /// are warming.
+    /// are warming. The ready pods' addresses are found only when `addresses`
+    /// asks for them (a metric scrapes the pods).
     pub async fn pods(
         &self,
         cache: &PodCache,
         selector: &str,
         warmup: std::time::Duration,
         now: Timestamp,
+        addresses: bool,
     ) -> Result<PodCounts, Error> {
         if let Some(views) = cache.select(self.namespace, selector) {
-            return Ok(count(views.iter().map(|v| &**v), warmup, now));
+            return Ok(count(views.iter().map(|v| &**v), warmup, now, addresses));
         }
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), self.namespace);
         let pods = pods
@@ -183,7 +185,7 @@ impl Target<'_> {
                 source: e,
             })?;
         let views: Vec<PodView> = pods.items.iter().map(PodView::from).collect();
-        Ok(count(views.iter(), warmup, now))
+        Ok(count(views.iter(), warmup, now, addresses))
     }
 }
 
@@ -192,6 +194,7 @@ fn count<'a>(
     pods: impl Iterator<Item = &'a PodView>,
     warmup: std::time::Duration,
     now: Timestamp,
+    addresses: bool,
 ) -> PodCounts {
     let mut counts = PodCounts::default();
     for pod in pods.filter(|p| !p.gone) {
@@ -203,10 +206,10 @@ fn count<'a>(
         } else {
             counts.warming += 1;
         }
-        if let (true, Some(ip), Some(uid)) = (pod.ready, &pod.ip, &pod.uid) {
+        if let (true, true, Some(ip), Some(uid)) = (addresses, pod.ready, &pod.ip, &pod.uid) {
             counts.endpoints.push(Endpoint {
-                id: uid.to_string(),
-                host: ip.to_string(),
+                id: String::from(&**uid),
+                host: String::from(&**ip),
                 port: None,
             });
         }
