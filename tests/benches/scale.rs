@@ -24,7 +24,9 @@
 //! wasm-autoscaler-tests --bench scale -- [N] [STEADY_SECONDS]` (defaults
 //! 1000 and 60). With `SCALE_REPLICAS=R` (R > 1), R operator processes share
 //! the autoscalers in 16 shards (`--shards 16`), and RSS and CPU are printed
-//! per replica.
+//! per replica. `SCALE_OPERATOR_ARGS` adds flags to the operator's command
+//! line; `SCALE_OPERATOR_LOG` sets its log filter (default `info`, the
+//! deployment's; the log goes to a file beside the bench's kubeconfig).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -208,7 +210,11 @@ impl Operator {
                     .split_whitespace(),
             )
             .env("KUBECONFIG", dir.join("kubeconfig"))
-            .env("WASM_AUTOSCALER_LOG", "warn")
+            // The deployment's level unless told otherwise: a tick's span costs what it costs there.
+            .env(
+                "WASM_AUTOSCALER_LOG",
+                std::env::var("SCALE_OPERATOR_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(dir.join("operator.log")).unwrap())
             .spawn()

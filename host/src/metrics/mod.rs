@@ -362,7 +362,11 @@ impl Requester<'_> {
                 refused,
             })?;
         let _slot = self.in_flight.acquire().await.expect("never closed");
-        let mut request = self.http.get(parsed).query(query);
+        let mut request = self.http.get(parsed);
+        if !query.is_empty() {
+            // Even an empty query costs a serializer and an allocation.
+            request = request.query(query);
+        }
         if let Some(t) = timeout {
             request = request.timeout(t);
         }
@@ -388,14 +392,17 @@ impl Requester<'_> {
         if response.content_length().is_some_and(|n| n > limit as u64) {
             return Err(too_large());
         }
-        let mut body = Vec::new();
+        let mut body = Vec::with_capacity(response.content_length().unwrap_or(0) as usize);
         while let Some(chunk) = response.chunk().await.map_err(failed)? {
             if body.len() + chunk.len() > limit {
                 return Err(too_large());
             }
             body.extend_from_slice(&chunk);
         }
-        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+        // Text as sent when it is UTF-8 (nearly always), without copying it.
+        let text = String::from_utf8(body)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        Ok((status, text))
     }
 }
 
