@@ -903,20 +903,8 @@ pub(crate) fn policy_map(bytes: &[u8]) -> Value {
 async fn a_changed_configmap_policy_is_picked_up_and_a_broken_one_refused() {
     let server = ApiServer::start().await;
     let exporter = Exporter::start(40.0).await;
-    server.create(deployment("web", 1));
     let v1 = variant(bundled::FORECAST, "v1");
-    server.create(policy_map(&v1));
-    server.create(autoscaler(
-        "web",
-        "web",
-        exporter.port,
-        json!({"decider": {"configMapRef": {"name": "policies", "key": "decider.wasm"}, "config": sizing(10.0)}}),
-    ));
-    let _op = start_operator(&server, "solo", false);
-    eventually("scale-up with the ConfigMap policy", WAIT, || {
-        (replicas(&server, "web") == 4).then_some(())
-    })
-    .await;
+    let _op = scaling_with_a_configmap_policy(&server, exporter.port, policy_map(&v1)).await;
     let digest = |server: &ApiServer| {
         status(server, "web")["policies"][0]["digest"]
             .as_str()
@@ -1008,6 +996,48 @@ fn map_reads_since(server: &ApiServer, name: &str, since: Instant) -> (usize, us
     (reads.len() - metadata, metadata)
 }
 
+/// Creates ConfigMap `map` (holding a decider) and autoscaler `web` deciding
+/// through it, starts an operator and waits for the first scale-up.
+async fn scaling_with_a_configmap_policy(server: &ApiServer, port: u16, map: Value) -> Operator {
+    let name = map["metadata"]["name"].as_str().unwrap().to_string();
+    server.create(deployment("web", 1));
+    server.create(map);
+    server.create(autoscaler(
+        "web",
+        "web",
+        port,
+        json!({"decider": {"configMapRef": {"name": name, "key": "decider.wasm"}, "config": sizing(10.0)}}),
+    ));
+    let op = start_operator(server, "solo", false);
+    eventually("scale-up with the ConfigMap policy", WAIT, || {
+        (replicas(server, "web") == 4).then_some(())
+    })
+    .await;
+    op
+}
+
+/// Puts a new version of the decider in ConfigMap `name`, waits for it to serve
+/// `web`, and checks that the ConfigMap was read whole for it.
+async fn swap_in_a_new_version(server: &ApiServer, name: &str) {
+    let v2 = variant(bundled::FORECAST, "v2");
+    let changed = Instant::now();
+    server.patch(
+        "ConfigMap",
+        NS,
+        name,
+        json!({"binaryData": {"decider.wasm": base64(&v2)}}),
+    );
+    let v2_digest = wasm_autoscaler::runtime::Digest::of(&v2).hex();
+    eventually("the new version serving", WAIT, || {
+        status(server, "web")["policies"][0]["digest"]
+            .as_str()
+            .filter(|d| d.ends_with(&v2_digest))
+            .map(str::to_string)
+    })
+    .await;
+    assert!(map_reads_since(server, name, changed).0 >= 1);
+}
+
 /// Without the policy label no watch tells of a change, so each tick reads the
 /// ConfigMap: its metadata only while its version stays, all of it once the
 /// version moves, and the new contents serve from that tick.
@@ -1015,7 +1045,6 @@ fn map_reads_since(server: &ApiServer, name: &str, since: Instant) -> (usize, us
 async fn an_unchanged_configmap_policy_costs_a_tick_its_metadata_only() {
     let server = ApiServer::start().await;
     let exporter = Exporter::start(40.0).await;
-    server.create(deployment("web", 1));
     let unlabelled = |bytes: &[u8]| {
         json!({
             "apiVersion": "v1", "kind": "ConfigMap",
@@ -1024,18 +1053,7 @@ async fn an_unchanged_configmap_policy_costs_a_tick_its_metadata_only() {
         })
     };
     let v1 = variant(bundled::FORECAST, "v1");
-    server.create(unlabelled(&v1));
-    server.create(autoscaler(
-        "web",
-        "web",
-        exporter.port,
-        json!({"decider": {"configMapRef": {"name": "quiet", "key": "decider.wasm"}, "config": sizing(10.0)}}),
-    ));
-    let _op = start_operator(&server, "solo", false);
-    eventually("scale-up with the ConfigMap policy", WAIT, || {
-        (replicas(&server, "web") == 4).then_some(())
-    })
-    .await;
+    let _op = scaling_with_a_configmap_policy(&server, exporter.port, unlabelled(&v1)).await;
 
     let since = Instant::now();
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -1046,23 +1064,7 @@ async fn an_unchanged_configmap_policy_costs_a_tick_its_metadata_only() {
         "{metadata} metadata reads in 4 s of 1 s ticks"
     );
 
-    let v2 = variant(bundled::FORECAST, "v2");
-    let changed = Instant::now();
-    server.patch(
-        "ConfigMap",
-        NS,
-        "quiet",
-        json!({"binaryData": {"decider.wasm": base64(&v2)}}),
-    );
-    let v2_digest = wasm_autoscaler::runtime::Digest::of(&v2).hex();
-    eventually("the new version serving", WAIT, || {
-        status(&server, "web")["policies"][0]["digest"]
-            .as_str()
-            .filter(|d| d.ends_with(&v2_digest))
-            .map(str::to_string)
-    })
-    .await;
-    assert!(map_reads_since(&server, "quiet", changed).0 >= 1);
+    swap_in_a_new_version(&server, "quiet").await;
 
     let since = Instant::now();
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -1080,20 +1082,8 @@ async fn an_unchanged_configmap_policy_costs_a_tick_its_metadata_only() {
 async fn an_unchanged_labelled_configmap_policy_costs_a_tick_nothing() {
     let server = ApiServer::start().await;
     let exporter = Exporter::start(40.0).await;
-    server.create(deployment("web", 1));
     let v1 = variant(bundled::FORECAST, "v1");
-    server.create(policy_map(&v1));
-    server.create(autoscaler(
-        "web",
-        "web",
-        exporter.port,
-        json!({"decider": {"configMapRef": {"name": "policies", "key": "decider.wasm"}, "config": sizing(10.0)}}),
-    ));
-    let _op = start_operator(&server, "solo", false);
-    eventually("scale-up with the ConfigMap policy", WAIT, || {
-        (replicas(&server, "web") == 4).then_some(())
-    })
-    .await;
+    let _op = scaling_with_a_configmap_policy(&server, exporter.port, policy_map(&v1)).await;
     let since = Instant::now();
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(
@@ -1102,23 +1092,7 @@ async fn an_unchanged_labelled_configmap_policy_costs_a_tick_nothing() {
         "(whole, metadata-only) reads of a watched, unchanged ConfigMap in 4 s of 1 s ticks"
     );
 
-    let v2 = variant(bundled::FORECAST, "v2");
-    let changed = Instant::now();
-    server.patch(
-        "ConfigMap",
-        NS,
-        "policies",
-        json!({"binaryData": {"decider.wasm": base64(&v2)}}),
-    );
-    let v2_digest = wasm_autoscaler::runtime::Digest::of(&v2).hex();
-    eventually("the new version serving", WAIT, || {
-        status(&server, "web")["policies"][0]["digest"]
-            .as_str()
-            .filter(|d| d.ends_with(&v2_digest))
-            .map(str::to_string)
-    })
-    .await;
-    assert!(map_reads_since(&server, "policies", changed).0 >= 1);
+    swap_in_a_new_version(&server, "policies").await;
     let since = Instant::now();
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(map_reads_since(&server, "policies", since), (0, 0));
