@@ -1496,15 +1496,16 @@ async fn a_schedule_window_keeps_the_target_up_to_its_replicas() {
         (replicas(&server, "off") == 4).then_some(())
     })
     .await;
-    let s = status(&server, "on");
-    assert!(
+    // The status is written after the scale (and its Event): wait for it.
+    let s = eventually("the floor named in the status", WAIT, || {
+        let s = status(&server, "on");
         s["lastDecision"]["limits"]
-            .as_array()
-            .unwrap()
+            .as_array()?
             .iter()
-            .any(|l| l == "ForecastFloor"),
-        "{s}"
-    );
+            .any(|l| l == "ForecastFloor")
+            .then_some(s)
+    })
+    .await;
     assert!(
         s["policies"]
             .as_array()
