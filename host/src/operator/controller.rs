@@ -1019,8 +1019,7 @@ impl Tick<'_> {
                 }
             }
             state.loaded = loaded;
-        }
-        if changed || state.loaded_message.is_empty() {
+            // What the status and the condition say changes only with the policies.
             state.loaded_status = state
                 .loaded
                 .iter()
