@@ -192,11 +192,11 @@ impl PodCache {
         }
     }
 
-    /// The pods of `namespace` that `selector` (in query form, as a scale subresource
-    /// reports it) picks; none while the watch has not listed, or for a selector this
-    /// cache cannot evaluate, so the caller lists them itself.
-    pub fn select(&self, namespace: &str, selector: &str) -> Option<Vec<Arc<PodView>>> {
-        let requirements = parse_selector(selector)?;
+    /// The pods of `namespace` that `selector` picks; none while the watch has not
+    /// listed, or for a selector this cache cannot evaluate, so the caller lists them
+    /// itself.
+    pub fn select(&self, namespace: &str, selector: &Selector) -> Option<Vec<Arc<PodView>>> {
+        let requirements = selector.requirements.as_deref()?;
         let index = self.inner.read().expect("pod cache lock");
         if !index.ready {
             return None;
@@ -275,6 +275,30 @@ fn key_of(pod: &Pod, strings: &mut Strings) -> PodKey {
         strings.get(pod.metadata.namespace.as_deref().unwrap_or_default()),
         Arc::from(pod.metadata.name.as_deref().unwrap_or_default()),
     )
+}
+
+/// A label selector in its query form, as a scale subresource reports it,
+/// parsed once for the ticks that reuse the scale read.
+#[derive(Debug, PartialEq)]
+pub struct Selector {
+    text: String,
+    /// None for a selector this cache cannot evaluate (the API server judges it).
+    requirements: Option<Vec<Requirement>>,
+}
+
+impl Selector {
+    /// The selector `text` says.
+    pub fn parse(text: String) -> Self {
+        Selector {
+            requirements: parse_selector(&text),
+            text,
+        }
+    }
+
+    /// The selector as the API server takes it.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
 }
 
 /// One requirement of a label selector.
@@ -392,14 +416,16 @@ mod tests {
     }
 
     fn names(cache: &PodCache, ns: &str, selector: &str) -> Option<Vec<String>> {
-        cache.select(ns, selector).map(|views| {
-            let mut n: Vec<String> = views
-                .iter()
-                .filter_map(|v| v.uid.as_deref().map(String::from))
-                .collect();
-            n.sort();
-            n
-        })
+        cache
+            .select(ns, &Selector::parse(selector.into()))
+            .map(|views| {
+                let mut n: Vec<String> = views
+                    .iter()
+                    .filter_map(|v| v.uid.as_deref().map(String::from))
+                    .collect();
+                n.sort();
+                n
+            })
     }
 
     #[test]
@@ -410,7 +436,9 @@ mod tests {
             cache.apply(Event::InitApply(pod("a", &format!("web-{i}"), "web", true)));
         }
         cache.apply(Event::InitDone);
-        let views = cache.select("a", "app=web").unwrap();
+        let views = cache
+            .select("a", &Selector::parse("app=web".into()))
+            .unwrap();
         assert_eq!(views.len(), 100);
         assert!(Arc::ptr_eq(
             &views[0].labels.0[0].1,

@@ -13,7 +13,7 @@ use kube::core::GroupVersionKind;
 use kube::{discovery, Api, Client};
 
 use super::crd::ScaleTargetRef;
-use super::pods::{PodCache, PodView};
+use super::pods::{PodCache, PodView, Selector};
 use super::Error;
 use crate::metrics::Endpoint;
 
@@ -91,8 +91,8 @@ pub struct ScaleView {
     pub spec_replicas: u32,
     /// Replicas running.
     pub status_replicas: u32,
-    /// Label selector of the pods, in query form.
-    pub selector: Option<String>,
+    /// Label selector of the pods, shared by the ticks that reuse this read.
+    pub selector: Option<Arc<Selector>>,
 }
 
 /// Pods split by whether they serve yet.
@@ -146,7 +146,10 @@ impl Target<'_> {
         let view = ScaleView {
             spec_replicas: spec.max(0) as u32,
             status_replicas: status.replicas.max(0) as u32,
-            selector: status.selector.filter(|s| !s.is_empty()),
+            selector: status
+                .selector
+                .filter(|s| !s.is_empty())
+                .map(|s| Arc::new(Selector::parse(s))),
         };
         Ok((view, scale.metadata.resource_version))
     }
@@ -168,7 +171,7 @@ impl Target<'_> {
     pub async fn pods(
         &self,
         cache: &PodCache,
-        selector: &str,
+        selector: &Selector,
         warmup: std::time::Duration,
         now: Timestamp,
         addresses: bool,
@@ -178,7 +181,7 @@ impl Target<'_> {
         }
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), self.namespace);
         let pods = pods
-            .list(&ListParams::default().labels(selector))
+            .list(&ListParams::default().labels(selector.as_str()))
             .await
             .map_err(|e| Error::Kube {
                 action: format!("listing the pods of {}", self.describe()),
