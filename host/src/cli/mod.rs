@@ -198,7 +198,8 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WASM_AUTOSCALER_LOG")
+    let asked = std::env::var("WASM_AUTOSCALER_LOG").unwrap_or_else(|_| "error".into());
+    let filter = tracing_subscriber::EnvFilter::try_new(log_filter(&asked))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -207,4 +208,36 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+/// The filter for what `WASM_AUTOSCALER_LOG` asks. kube's controller opens an
+/// `info` span per reconcile, that is per autoscaler and tick (a point of a core
+/// at 10,000 autoscalers), naming the object our own `tick` span names already:
+/// it is left out unless the filter says something of `kube_runtime` itself.
+fn log_filter(asked: &str) -> String {
+    if asked.contains("kube_runtime") {
+        asked.to_string()
+    } else {
+        format!("{asked},kube_runtime::controller=warn")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn kube_s_per_reconcile_span_is_left_out_unless_asked_for() {
+        assert_eq!(log_filter("info"), "info,kube_runtime::controller=warn");
+        assert_eq!(
+            log_filter("debug,kube_runtime=info"),
+            "debug,kube_runtime=info"
+        );
+        for asked in ["info", "", "wasm_autoscaler=debug"] {
+            assert!(
+                tracing_subscriber::EnvFilter::try_new(log_filter(asked)).is_ok(),
+                "{asked:?}"
+            );
+        }
+    }
 }
