@@ -8,9 +8,13 @@
 
 // Audited exceptions: two load compiled components wasmtime made, from the
 // disk cache (`runtime::disk_cache`) and from a compile worker
-// (`runtime::deserialize_artifact`); two ask glibc to return freed heap and
-// to cap its arenas and map large blocks on their own (`operator::memory`).
+// (`runtime::deserialize_artifact`).
 #![deny(unsafe_code)]
+
+// The unit tests allocate as the binary does (`operator::memory`).
+#[cfg(test)]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 pub mod boundary;
 pub mod bundled;

@@ -90,8 +90,9 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs, sandbox: &SandboxArgs) -> Result<()> {
-    // Before any thread starts: an arena, once made, stays.
-    operator::memory::tune_allocator();
+    if !operator::memory::tune_allocator() {
+        tracing::warn!("the allocator's background purging is off; freed heap returns more slowly");
+    }
     let runtime = Arc::new(sandbox.runtime(InstanceMode::PerTenant)?);
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(usize::from(args.async_threads))
@@ -150,10 +151,6 @@ pub fn run(args: RunArgs, sandbox: &SandboxArgs) -> Result<()> {
             listener,
             Arc::clone(&metrics),
             Arc::clone(&health),
-        ));
-        // The start-up burst would otherwise leave RSS at its peak for good.
-        tokio::spawn(operator::memory::trim_periodically(
-            operator::memory::TRIM_EVERY,
         ));
         client
             .apiserver_version()
