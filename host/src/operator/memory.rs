@@ -2,8 +2,9 @@
 //! `main.rs`): at 10,000 autoscalers a tick's many small, short-lived
 //! allocations cost glibc's allocator a third of the operator's CPU (its slow
 //! path and the arena lock handed between the async worker and the policy
-//! threads), and jemalloc's per-thread caches take most of that away (17.1%
-//! against 11.9% of a core in the scale benchmark, same build otherwise).
+//! threads), and jemalloc's per-thread caches take most of that away (with
+//! the parsed selector, 0.64–0.75 of the CPU in paired runs of the scale
+//! benchmark; `docs/benchmarks.md`).
 //!
 //! What a burst frees (the start-up, when thousands of first ticks and policy
 //! loads run at once, or a shard handed to another replica) must not keep the
