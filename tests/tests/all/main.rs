@@ -1,6 +1,10 @@
 //! One integration-test binary, one module per feature: the host driving
 //! real compiled components (the bundled policies and the test guests).
 
+// The operators these tests start in-process allocate as the binary does.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod bundled_policies;
 mod compile_cache;
 mod events;
