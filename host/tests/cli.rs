@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use wasm_autoscaler::bundled;
 
@@ -12,9 +13,14 @@ fn bin(args: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
-/// A fresh file under the test's scratch folder.
+/// A fresh file under the test's scratch folder, in a folder of its own: tests run in parallel,
+/// and a shared file rewritten by one (a write truncates first) was read half-written by another.
 fn scratch(name: &str, bytes: &[u8]) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli");
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let call = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("cli")
+        .join(format!("{}-{call}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
     std::fs::write(&path, bytes).unwrap();
