@@ -114,6 +114,29 @@ fn check_reports_a_rejected_config() {
     assert!(stderr(&out).contains("capacityPerPod"), "{}", stderr(&out));
 }
 
+/// A reader that stops early (`simulate | head`) ends the output; the command
+/// neither panics nor reports an error.
+#[test]
+fn a_closed_stdout_ends_the_output_quietly() {
+    let trace = short_trace();
+    for args in [
+        vec!["wit"],
+        vec!["simulate", "--trace", trace.to_str().unwrap(), "--json"],
+    ] {
+        // The read end is closed before the command starts, so its first write fails.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_wasm-autoscaler"))
+            .args(&args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out), "", "{args:?}");
+    }
+}
+
 #[test]
 fn simulate_json_is_deterministic_and_includes_the_baseline() {
     let trace = short_trace();

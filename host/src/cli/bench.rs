@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Args;
 
+use super::output::{outln, OutputError};
 use super::registry::RegistryArgs;
 use super::SandboxArgs;
 use crate::runtime::{synthetic, Instance, InstanceMode, RuntimeError, World};
@@ -49,19 +50,19 @@ pub fn run(args: BenchArgs, sandbox: &SandboxArgs) -> Result<()> {
         measure(args.iterations, || call(&mut live)).with_context(|| format!("{shown}: call"))?;
     let instantiate = measure(args.iterations, || policy.instantiate().map(drop))?;
 
-    println!(
+    outln!(
         "{shown}: {} component, {} bytes",
         policy.world(),
         bytes.len()
-    );
-    println!(
+    )?;
+    outln!(
         "  input: synthetic 240-sample history, {} iterations",
         args.iterations
-    );
-    println!("  compile:                         {}", fmt(compile));
-    print_row("decision, fresh instance", &fresh);
-    print_row("decision, reused instance", &reused);
-    print_row("instantiation alone", &instantiate);
+    )?;
+    outln!("  compile:                         {}", fmt(compile))?;
+    print_row("decision, fresh instance", &fresh)?;
+    print_row("decision, reused instance", &reused)?;
+    print_row("instantiation alone", &instantiate)?;
     Ok(())
 }
 
@@ -98,12 +99,12 @@ fn measure(
     Ok([at(0.5), at(0.99)])
 }
 
-fn print_row(what: &str, [median, p99]: &[Duration; 2]) {
-    println!(
+fn print_row(what: &str, [median, p99]: &[Duration; 2]) -> Result<(), OutputError> {
+    outln!(
         "  {what:<31}  median {:>10}   p99 {:>10}",
         fmt(*median),
         fmt(*p99)
-    );
+    )
 }
 
 fn fmt(d: Duration) -> String {

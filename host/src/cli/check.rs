@@ -3,6 +3,7 @@
 use anyhow::{Context, Result};
 use clap::Args;
 
+use super::output::outln;
 use super::registry::RegistryArgs;
 use super::SandboxArgs;
 use crate::runtime::{synthetic, InstanceMode, Shape, World};
@@ -25,24 +26,29 @@ pub fn run(args: CheckArgs, sandbox: &SandboxArgs) -> Result<()> {
     let runtime = sandbox.runtime(InstanceMode::PerCall)?;
     let policy = runtime.load(&bytes).with_context(|| shown.clone())?;
     let info = policy.info();
-    println!(
+    outln!(
         "{shown}: {} component, {} bytes, {}",
-        info.world, info.size, info.digest
-    );
-    println!("  imports: {}", info.imports.join(", "));
-    println!("  exports: {}", info.exports.join(", "));
+        info.world,
+        info.size,
+        info.digest
+    )?;
+    outln!("  imports: {}", info.imports.join(", "))?;
+    outln!("  exports: {}", info.exports.join(", "))?;
     // What the compile budget weighs (`--compile-max-*`).
     let shape = Shape::of(&bytes).with_context(|| shown.clone())?;
-    println!(
+    outln!(
         "  code: {} module(s), {} functions, {} bytes, the largest {} bytes",
-        shape.modules, shape.functions, shape.code_bytes, shape.largest_function
-    );
+        shape.modules,
+        shape.functions,
+        shape.code_bytes,
+        shape.largest_function
+    )?;
 
     policy
         .instantiate()
         .and_then(|mut i| i.validate_config(&args.config))
         .with_context(|| format!("{shown}: validate-config"))?;
-    println!("  validate-config: ok");
+    outln!("  validate-config: ok")?;
 
     let mut instance = policy.instantiate().with_context(|| shown.clone())?;
     match info.world {
@@ -51,10 +57,10 @@ pub fn run(args: CheckArgs, sandbox: &SandboxArgs) -> Result<()> {
                 .forecast(&synthetic::forecast_request(240, &args.config))
                 .with_context(|| format!("{shown}: smoke call of forecast"))?;
             let points: usize = response.forecasts.iter().map(|f| f.points.len()).sum();
-            println!(
+            outln!(
                 "  smoke call: forecast returned {} metric(s), {points} point(s)",
                 response.forecasts.len()
-            );
+            )?;
         }
         World::Decider => {
             let decision = instance
@@ -63,10 +69,11 @@ pub fn run(args: CheckArgs, sandbox: &SandboxArgs) -> Result<()> {
                     synthetic::forecast_of_rps(),
                 ))
                 .with_context(|| format!("{shown}: smoke call of decide"))?;
-            println!(
+            outln!(
                 "  smoke call: decide → {} replicas ({})",
-                decision.desired_replicas, decision.reason
-            );
+                decision.desired_replicas,
+                decision.reason
+            )?;
         }
     }
     Ok(())

@@ -3,6 +3,7 @@
 use anyhow::Result;
 use kube::CustomResourceExt;
 
+use super::output::out;
 use crate::operator::crd::WasmAutoscaler;
 
 /// The CRD as YAML, exactly as `deploy/crd.yaml` holds it.
@@ -11,7 +12,7 @@ pub fn yaml() -> Result<String> {
 }
 
 pub fn run() -> Result<()> {
-    print!("{}", yaml()?);
+    out!("{}", yaml()?)?;
     Ok(())
 }
 

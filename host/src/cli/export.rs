@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::ByteString;
 use kube::api::ObjectMeta;
 
+use super::output::outln;
 use crate::boundary::files::read_bounded;
 use crate::bundled;
 use crate::operator::controller::POLICY_LABEL;
@@ -105,12 +106,12 @@ pub fn run(args: ExportArgs) -> Result<()> {
     };
     std::fs::write(&args.out, &content)
         .with_context(|| format!("writing {}", args.out.display()))?;
-    println!(
+    outln!(
         "{} ({} bytes, sha256 {}) written to {}",
         args.name,
         bytes.len(),
         Digest::of(bytes).hex(),
         args.out.display()
-    );
+    )?;
     Ok(())
 }

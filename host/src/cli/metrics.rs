@@ -9,6 +9,7 @@ use anyhow::{anyhow, Context, Result};
 use clap::Args;
 use serde::Serialize;
 
+use super::output::outln;
 use crate::boundary::credentials::{self, AdminCredential, AdminCredentials, Auth, SecretSource};
 use crate::boundary::egress::EgressPolicy;
 use crate::metrics::{Fetcher, MetricError, ScrapeState};
@@ -101,15 +102,15 @@ pub fn run(args: MetricsArgs) -> Result<bool> {
         outcomes
     });
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&outcomes)?);
+        outln!("{}", serde_json::to_string_pretty(&outcomes)?)?;
     } else {
         for o in &outcomes {
             match (o.value, &o.error) {
-                (Some(v), _) => println!("{:<16} ok           {v:<14} {}", o.name, o.source),
+                (Some(v), _) => outln!("{:<16} ok           {v:<14} {}", o.name, o.source)?,
                 (None, Some(e)) => {
-                    println!("{:<16} unavailable  {e}  [{}]", o.name, o.source);
+                    outln!("{:<16} unavailable  {e}  [{}]", o.name, o.source)?;
                     if let Some(answer) = &o.answer {
-                        println!("{:<16} answered     {answer}", "");
+                        outln!("{:<16} answered     {answer}", "")?;
                     }
                 }
                 _ => {}

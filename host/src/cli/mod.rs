@@ -7,6 +7,7 @@ pub mod crd;
 mod export;
 mod metrics;
 mod operator;
+mod output;
 mod pack;
 mod progress;
 mod push;
@@ -170,23 +171,27 @@ pub fn run(cli: Cli) -> Result<()> {
         ));
     }
     init_logging(cli.log_format);
-    match cli
+    let command = cli
         .command
-        .unwrap_or_else(|| Command::Simulate(simulate::SimulateArgs::defaults()))
-    {
-        Command::Simulate(args) => simulate::run(args, &cli.sandbox),
-        Command::Check(args) => check::run(args, &cli.sandbox),
-        Command::Bench(args) => bench::run(args, &cli.sandbox),
-        Command::Push(args) => push::run(args, &cli.sandbox),
-        Command::Pack(args) => pack::run(args, &cli.sandbox),
-        Command::Run(args) => operator::run(args, &cli.sandbox),
+        .unwrap_or_else(|| Command::Simulate(simulate::SimulateArgs::defaults()));
+    match dispatch(command, &cli.sandbox) {
+        Err(e) if output::is_closed(&e) => Ok(()),
+        other => other,
+    }
+}
+
+fn dispatch(command: Command, sandbox: &SandboxArgs) -> Result<()> {
+    match command {
+        Command::Simulate(args) => simulate::run(args, sandbox),
+        Command::Check(args) => check::run(args, sandbox),
+        Command::Bench(args) => bench::run(args, sandbox),
+        Command::Push(args) => push::run(args, sandbox),
+        Command::Pack(args) => pack::run(args, sandbox),
+        Command::Run(args) => operator::run(args, sandbox),
         Command::Crd => crd::run(),
-        Command::Wit => {
-            wit::run();
-            Ok(())
-        }
+        Command::Wit => Ok(wit::run()?),
         Command::Export(args) => export::run(args),
-        Command::CompileWorker(_) => unreachable!("handled above"),
+        Command::CompileWorker(_) => unreachable!("handled by `run`"),
         Command::Metrics(args) => {
             if metrics::run(args)? {
                 Ok(())

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
+use super::output::outln;
 use super::SandboxArgs;
 use crate::boundary::files::read_bounded;
 use crate::bundled;
@@ -59,12 +60,12 @@ pub fn run(args: PackArgs, sandbox: &SandboxArgs) -> Result<()> {
     }
     std::fs::write(&args.out, &component)
         .with_context(|| format!("writing {}", args.out.display()))?;
-    println!(
+    outln!(
         "{} ({} bytes, sha256 {}) written to {}",
         args.component,
         component.len(),
         crate::runtime::Digest::of(&component).hex(),
         args.out.display()
-    );
+    )?;
     Ok(())
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
+use super::output::outln;
 use super::registry::RegistryArgs;
 use super::SandboxArgs;
 use crate::boundary::files::read_bounded;
@@ -46,6 +47,6 @@ pub fn run(args: PushArgs, sandbox: &SandboxArgs) -> Result<()> {
         bytes.len(),
         pushed.component_sha256
     );
-    println!("{}", pushed.reference);
+    outln!("{}", pushed.reference)?;
     Ok(())
 }

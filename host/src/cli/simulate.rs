@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
+use super::output::{out, outln};
 use super::registry::{RegistryArgs, OCI_PREFIX};
 use super::{progress, SandboxArgs};
 use crate::bundled;
@@ -187,11 +188,11 @@ fn report(
             .with_context(|| format!("writing {}", path.display()))?;
     }
     if args.json {
-        println!("{}", report.to_json());
+        outln!("{}", report.to_json())?;
     } else {
-        print!("{}", report.to_table());
+        out!("{}", report.to_table())?;
         if let Some(path) = &args.plot {
-            println!("\nplot written to {}", path.display());
+            outln!("\nplot written to {}", path.display())?;
         }
     }
     Ok(())
