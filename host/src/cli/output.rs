@@ -18,19 +18,14 @@ pub enum OutputError {
 /// Writes formatted text to stdout, with a newline after it when `newline`.
 pub fn write(args: fmt::Arguments<'_>, newline: bool) -> Result<(), OutputError> {
     let mut out = io::stdout().lock();
-    out.write_fmt(args)
-        .and_then(|()| {
-            if newline {
-                out.write_all(b"\n")
-            } else {
-                Ok(())
-            }
-        })
-        .and_then(|()| out.flush())
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::BrokenPipe => OutputError::Closed,
-            _ => OutputError::Io(e),
-        })
+    let written = out
+        .write_fmt(args)
+        .and_then(|()| out.write_all(if newline { b"\n" } else { b"" }))
+        .and_then(|()| out.flush());
+    written.map_err(|e| match e.kind() {
+        io::ErrorKind::BrokenPipe => OutputError::Closed,
+        _ => OutputError::Io(e),
+    })
 }
 
 /// True when `error` is stdout's reader having gone: the command's output

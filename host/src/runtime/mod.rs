@@ -51,7 +51,7 @@ use sandbox::Sandbox;
 
 /// How often the epoch advances; deadlines are rounded up to it. The ticker
 /// wakes this often even with no call running: at 2 ms it took 0.4% of a core
-/// by itself, at 5 ms a 50 ms deadline still ends a call within 60 ms.
+/// by itself, at 5 ms a 50 ms deadline still ends a call within 55 ms.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// Largest component accepted from any source (a file, or a ConfigMap value once decompressed).
 pub const MAX_COMPONENT_BYTES: u64 = 64 << 20;
