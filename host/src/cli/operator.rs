@@ -104,7 +104,11 @@ pub fn run(args: RunArgs, sandbox: &SandboxArgs) -> Result<()> {
         EgressPolicy::new(&args.egress_allow, &args.egress_deny).map_err(anyhow::Error::msg)?;
     let credentials =
         AdminCredentials::new(args.credentials.clone()).map_err(anyhow::Error::msg)?;
-    tokio.block_on(async move {
+    // The operator runs as a task on the async workers, not on this thread: the
+    // controller then hands each reconcile to a worker and back without a
+    // cross-thread wake-up.
+    let cache_dir = sandbox.compile_cache.clone();
+    let operator = async move {
         let config = kube::Config::infer()
             .await
             .context("finding Kubernetes (in-cluster config or KUBECONFIG)")?;
@@ -138,7 +142,7 @@ pub fn run(args: RunArgs, sandbox: &SandboxArgs) -> Result<()> {
             credentials,
             registry: RegistrySettings {
                 plain_http: args.plain_http_registries.clone(),
-                cache_dir: sandbox.compile_cache.clone(),
+                cache_dir,
                 ..RegistrySettings::default()
             },
         };
@@ -161,7 +165,8 @@ pub fn run(args: RunArgs, sandbox: &SandboxArgs) -> Result<()> {
         operator::run(clients, runtime, settings, metrics, shutdown_signal()).await;
         tracing::info!("operator stopped");
         Ok(())
-    })
+    };
+    tokio.block_on(async { tokio::spawn(operator).await.context("the operator task")? })
 }
 
 async fn shutdown_signal() {
