@@ -128,8 +128,9 @@ pub struct PodCache {
 struct Index {
     ready: bool,
     pods: HashMap<PodKey, Arc<PodView>>,
-    /// Pod names by namespace, label key and value.
-    by_label: HashMap<(Text, Text, Text), HashSet<Text>>,
+    /// Pods by namespace, label key and value, then name: a tick reads its
+    /// pods from here without a second look-up per pod.
+    by_label: HashMap<(Text, Text, Text), HashMap<Text, Arc<PodView>>>,
     /// Pods of the list in progress after a (re)start of the watch.
     listing: Option<Vec<(PodKey, PodView)>>,
     strings: Strings,
@@ -205,7 +206,7 @@ impl PodCache {
             // No pod was ever seen in this namespace.
             return Some(Vec::new());
         };
-        // The smallest set of names an equality requirement allows (none when no pod has
+        // The smallest set of pods an equality requirement allows (none when no pod has
         // that label); a selector without one scans the namespace.
         let label = |k: &str, v: &str| {
             let key = (
@@ -221,13 +222,12 @@ impl PodCache {
                 Requirement::In(k, values) if values.len() == 1 => Some(label(k, &values[0])),
                 _ => None,
             })
-            .min_by_key(|names| names.map_or(0, HashSet::len));
+            .min_by_key(|pods| pods.map_or(0, HashMap::len));
         let matches = |view: &PodView| requirements.iter().all(|r| r.matches(&view.labels));
         let picked = match narrowest {
-            Some(names) => names
+            Some(pods) => pods
                 .into_iter()
-                .flatten()
-                .filter_map(|name| index.pods.get(&(Arc::clone(ns), Arc::clone(name))))
+                .flat_map(HashMap::values)
                 .filter(|view| matches(view))
                 .cloned()
                 .collect(),
@@ -244,13 +244,14 @@ impl PodCache {
 
 impl Index {
     fn insert(&mut self, key: PodKey, view: PodView) {
+        let view = Arc::new(view);
         for (k, v) in view.labels.iter() {
             self.by_label
                 .entry((Arc::clone(&key.0), Arc::clone(k), Arc::clone(v)))
                 .or_default()
-                .insert(Arc::clone(&key.1));
+                .insert(Arc::clone(&key.1), Arc::clone(&view));
         }
-        self.pods.insert(key, Arc::new(view));
+        self.pods.insert(key, view);
     }
 
     fn remove(&mut self, key: &PodKey) {
@@ -259,9 +260,9 @@ impl Index {
         };
         for (k, v) in view.labels.iter() {
             let label = (Arc::clone(&key.0), Arc::clone(k), Arc::clone(v));
-            if let Some(names) = self.by_label.get_mut(&label) {
-                names.remove(&key.1);
-                if names.is_empty() {
+            if let Some(pods) = self.by_label.get_mut(&label) {
+                pods.remove(&key.1);
+                if pods.is_empty() {
                     self.by_label.remove(&label);
                 }
             }
@@ -488,6 +489,13 @@ mod tests {
             names(&cache, "a", "app=web").unwrap(),
             ["a-web-1", "a-web-2"]
         );
+        // A pod's new state replaces the old under every label it has.
+        cache.apply(Event::Apply(pod("a", "web-1", "web", false)));
+        let web = cache
+            .select("a", &Selector::parse("app=web".into()))
+            .unwrap();
+        assert!(web.iter().all(|v| !v.ready), "{web:?}");
+        cache.apply(Event::Apply(pod("a", "web-1", "web", true)));
         // A pod relabelled leaves its old label's set.
         cache.apply(Event::Apply(pod("a", "web-2", "api", false)));
         assert_eq!(names(&cache, "a", "app=web").unwrap(), ["a-web-1"]);
