@@ -16,6 +16,7 @@ mod artifacts;
 pub mod bindings;
 mod budget;
 mod disk_cache;
+mod epoch;
 pub(crate) use disk_cache::{private_dir, write_atomically};
 mod error;
 mod isolate;
@@ -27,9 +28,8 @@ pub mod synthetic;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
-use std::thread;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
@@ -45,14 +45,11 @@ pub use pool::PoolLimits;
 pub use sandbox::{GuestLine, Limits, LongHistory};
 
 use disk_cache::DiskCache;
+use epoch::{Running, Ticker, EPOCH_TICK};
 use pool::InstancePool;
 use queue::CompileQueue;
 use sandbox::Sandbox;
 
-/// How often the epoch advances; deadlines are rounded up to it. The ticker
-/// wakes this often even with no call running: at 2 ms it took 0.4% of a core
-/// by itself, at 5 ms a 50 ms deadline still ends a call within 55 ms.
-const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// Largest component accepted from any source (a file, or a ConfigMap value once decompressed).
 pub const MAX_COMPONENT_BYTES: u64 = 64 << 20;
 /// Digests whose compile was refused, remembered so the same bytes are not compiled again.
@@ -153,12 +150,13 @@ struct Inner {
     compilations: std::sync::atomic::AtomicU64,
     /// How many components were loaded from the disk cache.
     disk_hits: std::sync::atomic::AtomicU64,
-    stop_ticker: Arc<AtomicBool>,
+    /// Advances the epoch while calls run, so their deadlines pass.
+    ticker: Arc<Ticker>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.stop_ticker.store(true, Ordering::Relaxed);
+        self.ticker.stop();
     }
 }
 
@@ -191,9 +189,9 @@ impl Runtime {
             Some(dir) => Some(DiskCache::open(dir, &engine)?),
             None => None,
         };
-        let stop_ticker = Arc::new(AtomicBool::new(false));
         let compile_slots = config.compile_slots;
         let pool = InstancePool::new(config.pool.clone());
+        let ticker = Ticker::start(engine.weak());
         let inner = Arc::new(Inner {
             disk,
             disk_hits: Default::default(),
@@ -207,9 +205,8 @@ impl Runtime {
             pool,
             refused: Mutex::new(HashMap::new()),
             compilations: Default::default(),
-            stop_ticker: stop_ticker.clone(),
+            ticker,
         });
-        spawn_epoch_ticker(Arc::downgrade(&inner), stop_ticker);
         Ok(Runtime { inner })
     }
 
@@ -231,6 +228,12 @@ impl Runtime {
     fn deadline_ticks(&self) -> u64 {
         let tick = EPOCH_TICK.as_micros();
         (self.inner.config.deadline.as_micros().div_ceil(tick) as u64).max(1) + 1
+    }
+
+    /// Gives `store` a call's deadline and keeps the epoch advancing until the
+    /// returned guard is dropped; hold it for as long as guest code runs.
+    fn arm<T>(&self, store: &mut wasmtime::Store<T>) -> Running {
+        self.inner.ticker.arm(store, self.deadline_ticks())
     }
 
     /// Compiles `bytes`, or takes the compiled component from the cache when
@@ -436,26 +439,6 @@ fn check_header(bytes: &[u8]) -> Result<(), RuntimeError> {
         return Err(RuntimeError::CoreModule);
     }
     Ok(())
-}
-
-/// Advances the engine's epoch every [`EPOCH_TICK`] until the runtime is dropped.
-fn spawn_epoch_ticker(runtime: Weak<Inner>, stop: Arc<AtomicBool>) {
-    let engine = match runtime.upgrade() {
-        Some(inner) => inner.engine.weak(),
-        None => return,
-    };
-    thread::Builder::new()
-        .name("wasm-epoch".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                thread::sleep(EPOCH_TICK);
-                match engine.upgrade() {
-                    Some(e) => e.increment_epoch(),
-                    None => return,
-                }
-            }
-        })
-        .expect("spawning the epoch ticker thread");
 }
 
 #[cfg(test)]

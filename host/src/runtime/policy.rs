@@ -191,11 +191,12 @@ impl Policy {
         store.data_mut().artifacts = Arc::clone(&self.inner.artifacts);
         store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
         store.epoch_deadline_trap();
-        store.set_epoch_deadline(runtime.deadline_ticks());
+        let running = runtime.arm(&mut store);
         let bound = match &self.inner.pre {
             Pre::Predictor(p) => p.instantiate(&mut store).map(Bound::Predictor),
             Pre::Decider(p) => p.instantiate(&mut store).map(Bound::Decider),
         };
+        drop(running);
         let mut instance = Instance {
             policy: self.clone(),
             store,
@@ -257,10 +258,10 @@ impl Instance {
     ) -> Result<ForecastResponse, RuntimeError> {
         let out = match &self.bound {
             Some(Bound::Predictor(p)) => {
-                self.store
-                    .set_epoch_deadline(self.policy.inner.runtime.deadline_ticks());
+                let running = self.policy.inner.runtime.arm(&mut self.store);
                 self.store.data_mut().long_history = Arc::clone(long_history);
                 let out = p.call_forecast(&mut self.store, request);
+                drop(running);
                 // Dropped at once, so the pipeline appends without copying.
                 self.store.data_mut().long_history = LongHistory::default();
                 out
@@ -274,8 +275,7 @@ impl Instance {
     pub fn decide(&mut self, request: &DecideRequest) -> Result<Decision, RuntimeError> {
         let out = match &self.bound {
             Some(Bound::Decider(d)) => {
-                self.store
-                    .set_epoch_deadline(self.policy.inner.runtime.deadline_ticks());
+                let _running = self.policy.inner.runtime.arm(&mut self.store);
                 d.call_decide(&mut self.store, request)
             }
             _ => return Err(self.not_a(World::Decider)),
@@ -285,13 +285,13 @@ impl Instance {
 
     /// Calls `validate-config`, whichever world the policy implements.
     pub fn validate_config(&mut self, config: &str) -> Result<(), RuntimeError> {
-        self.store
-            .set_epoch_deadline(self.policy.inner.runtime.deadline_ticks());
+        let running = self.policy.inner.runtime.arm(&mut self.store);
         let out = match &self.bound {
             Some(Bound::Predictor(p)) => p.call_validate_config(&mut self.store, config),
             Some(Bound::Decider(d)) => d.call_validate_config(&mut self.store, config),
             None => unreachable!("an Instance is only handed out bound"),
         };
+        drop(running);
         match self.classify(out) {
             Err(RuntimeError::Policy(m)) => Err(RuntimeError::Config(m)),
             other => other,
