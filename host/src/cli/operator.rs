@@ -55,9 +55,9 @@ pub struct RunArgs {
           value_parser = clap::value_parser!(u32).range(1..=65_536))]
     api_in_flight: u32,
     /// Threads that run the ticks' requests and bookkeeping (policy calls and compiles have
-    /// threads of their own). One keeps 10,000 autoscalers at about a seventh of a core; each
-    /// more costs cross-thread wake-ups and allocator contention, and pays only when one thread
-    /// cannot keep up.
+    /// threads of their own). One keeps 10,000 autoscalers under a tenth of a core; each more
+    /// costs cross-thread wake-ups and allocator contention, and pays only when one thread cannot
+    /// keep up.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     async_threads: u16,
     /// Timeout of one metric request.
