@@ -997,7 +997,8 @@ fn map_reads_since(server: &ApiServer, name: &str, since: Instant) -> (usize, us
 }
 
 /// Creates ConfigMap `map` (holding a decider) and autoscaler `web` deciding
-/// through it, starts an operator and waits for the first scale-up.
+/// through it, starts an operator and waits for the first scale-up and the
+/// status that records it, which the tick writes after its scale PATCH.
 async fn scaling_with_a_configmap_policy(server: &ApiServer, port: u16, map: Value) -> Operator {
     let name = map["metadata"]["name"].as_str().unwrap().to_string();
     server.create(deployment("web", 1));
@@ -1011,6 +1012,12 @@ async fn scaling_with_a_configmap_policy(server: &ApiServer, port: u16, map: Val
     let op = start_operator(server, "solo", false);
     eventually("scale-up with the ConfigMap policy", WAIT, || {
         (replicas(server, "web") == 4).then_some(())
+    })
+    .await;
+    eventually("the policy's digest in status", WAIT, || {
+        status(server, "web")["policies"][0]["digest"]
+            .as_str()
+            .map(str::to_string)
     })
     .await;
     op
