@@ -837,12 +837,11 @@ async fn a_dead_leader_is_replaced_and_its_successor_does_not_flap() {
         (replicas(&server, "web") == 4).then_some(())
     })
     .await;
-    let scaled_by: Vec<String> = server
-        .list("Event", NS)
-        .iter()
-        .filter(|e| e["reason"] == "ScaledUp")
-        .map(|e| e["reportingInstance"].as_str().unwrap().to_string())
-        .collect();
+    // The event follows the scale PATCH, so it may not be there yet.
+    let scaled_by = eventually("the scale-up's event", WAIT, || {
+        Some(scaled_up_by(&server)).filter(|by| !by.is_empty())
+    })
+    .await;
     assert_eq!(
         scaled_by,
         std::slice::from_ref(&first),
@@ -880,15 +879,22 @@ async fn a_dead_leader_is_replaced_and_its_successor_does_not_flap() {
         (replicas(&server, "web") == 6).then_some(())
     })
     .await;
-    let last = server
+    eventually("the new leader's scale-up event", WAIT, || {
+        (scaled_up_by(&server).last() == Some(&second)).then_some(())
+    })
+    .await;
+    drop((a, b));
+}
+
+/// The replicas that reported each ScaledUp event, oldest first (the events'
+/// names end in their creation time).
+fn scaled_up_by(server: &ApiServer) -> Vec<String> {
+    server
         .list("Event", NS)
-        .into_iter()
+        .iter()
         .filter(|e| e["reason"] == "ScaledUp")
         .map(|e| e["reportingInstance"].as_str().unwrap().to_string())
-        .next_back()
-        .unwrap();
-    assert_eq!(last, second);
-    drop((a, b));
+        .collect()
 }
 
 pub(crate) fn policy_map(bytes: &[u8]) -> Value {

@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant};
 
+use axum::http::Method;
 use serde_json::{json, Value};
 use wasm_autoscaler_tests::apiserver::ApiServer;
 
@@ -84,22 +85,32 @@ async fn a_metric_wakes_the_target_from_zero_and_idleness_sends_it_back() {
     })
     .await;
     assert_eq!(replicas(&server, "floor"), 1);
-    let activated = server
-        .events_about(NS, "sized")
-        .into_iter()
-        .find(|(r, _)| r == "Activated")
-        .expect("an Activated event");
+    // The event and the status follow the scale PATCH, so each is waited for.
+    let activated = eventually("an Activated event", WAIT, || {
+        server
+            .events_about(NS, "sized")
+            .into_iter()
+            .find(|(r, _)| r == "Activated")
+    })
+    .await;
     assert!(
         activated.1.contains("queue is 5") && activated.1.contains("threshold 0.5"),
         "{activated:?}"
     );
-    let status = server.get("WasmAutoscaler", NS, "floor").unwrap()["status"].clone();
-    assert!(
-        status["lastDecision"]["transition"]
-            .as_str()
-            .is_some_and(|t| t.starts_with("activated: queue")),
-        "{status}"
-    );
+    // The next tick's status has no transition, so the writes are searched.
+    let transition = eventually("floor's activation in a status write", WAIT, || {
+        server
+            .seen_matching(&Method::PATCH, "/wasmautoscalers/floor/status")
+            .iter()
+            .filter_map(|s| serde_json::from_str::<Value>(&s.body).ok())
+            .find_map(|b| {
+                b["status"]["lastDecision"]["transition"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+    })
+    .await;
+    assert!(transition.starts_with("activated: queue"), "{transition}");
 
     // Traffic goes on well past the idle period: the decider's 0 never wins.
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -124,8 +135,12 @@ async fn a_metric_wakes_the_target_from_zero_and_idleness_sends_it_back() {
         to_zero >= Duration::from_secs(3),
         "went to zero after {to_zero:?}, inside the 3 s idle period"
     );
-    assert!(server
-        .events_about(NS, "floor")
-        .iter()
-        .any(|(r, n)| r == "Idled" && n.contains("idled")));
+    eventually("an Idled event", WAIT, || {
+        server
+            .events_about(NS, "floor")
+            .iter()
+            .any(|(r, n)| r == "Idled" && n.contains("idled"))
+            .then_some(())
+    })
+    .await;
 }
