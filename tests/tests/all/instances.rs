@@ -7,7 +7,6 @@
 
 use std::time::Duration;
 
-use axum::http::Method;
 use serde_json::{json, Value};
 use wasm_autoscaler::operator::Settings;
 use wasm_autoscaler::runtime::{
@@ -18,7 +17,7 @@ use wasm_autoscaler_tests::fixtures::base64;
 
 use crate::guests::{misbehave, misbehave_policy, mode};
 use crate::operator::{
-    autoscaler, deployment, eventually, loopback_egress, start_with, Exporter, WAIT,
+    autoscaler, deployment, eventually, loopback_egress, start_with, status_writes, Exporter, WAIT,
 };
 
 fn pooled_runtime(pool: PoolLimits) -> Runtime {
@@ -145,15 +144,10 @@ fn in_namespace(mut object: Value, namespace: &str) -> Value {
 
 /// The call counts an autoscaler's status writes reported, in order.
 fn counts(server: &ApiServer, namespace: &str, name: &str) -> Vec<u32> {
-    server
-        .seen_matching(
-            &Method::PATCH,
-            &format!("/namespaces/{namespace}/wasmautoscalers/{name}/status"),
-        )
-        .iter()
-        .filter_map(|s| {
-            let body: Value = serde_json::from_str(&s.body).ok()?;
-            body["status"]["lastDecision"]["reason"]
+    status_writes(server, namespace, name)
+        .into_iter()
+        .filter_map(|(_, status)| {
+            status["lastDecision"]["reason"]
                 .as_str()?
                 .strip_prefix("instance call ")?
                 .parse()

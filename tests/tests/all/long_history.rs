@@ -7,7 +7,6 @@
 
 use std::time::{Duration, Instant};
 
-use axum::http::Method;
 use serde_json::{json, Value};
 use wasm_autoscaler_tests::apiserver::ApiServer;
 use wasm_autoscaler_tests::fixtures::base64;
@@ -18,7 +17,8 @@ use wasm_autoscaler::{bundled, safety::Behavior};
 
 use crate::guests::history_echo;
 use crate::operator::{
-    deployment, eventually, start_operator, start_operator_writing_every_tick, NS, WAIT,
+    deployment, eventually, start_operator, start_operator_writing_every_tick, status_writes, NS,
+    WAIT,
 };
 use crate::prometheus::prometheus;
 
@@ -41,9 +41,9 @@ fn autoscaler(address: &str) -> Value {
     })
 }
 
-/// What the echo predictor saw, from a status patch body: (steps, newest step end in s, sum).
-fn seen_by_predictor(status_patch: &Value) -> Option<(f64, f64, f64)> {
-    let forecast = status_patch["status"]["lastDecision"]["forecast"].as_array()?;
+/// What the echo predictor saw, from a status: (steps, newest step end in s, sum).
+fn seen_by_predictor(status: &Value) -> Option<(f64, f64, f64)> {
+    let forecast = status["lastDecision"]["forecast"].as_array()?;
     let value = |metric: &str| {
         forecast
             .iter()
@@ -59,14 +59,9 @@ fn seen_by_predictor(status_patch: &Value) -> Option<(f64, f64, f64)> {
 
 /// Every status patch's view, in order, with when it arrived.
 fn views(server: &ApiServer) -> Vec<(Instant, (f64, f64, f64))> {
-    server
-        .seen_matching(&Method::PATCH, "/wasmautoscalers/web/status")
+    status_writes(server, NS, "web")
         .into_iter()
-        .filter(|s| s.status == 200)
-        .filter_map(|s| {
-            let body: Value = serde_json::from_str(&s.body).ok()?;
-            Some((s.at, seen_by_predictor(&body)?))
-        })
+        .filter_map(|(at, status)| Some((at, seen_by_predictor(&status)?)))
         .collect()
 }
 

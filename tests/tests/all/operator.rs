@@ -199,6 +199,27 @@ pub(crate) fn status(server: &ApiServer, name: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// The statuses the server accepted for autoscaler `namespace/name`, oldest
+/// first, each with when it arrived: what a later write replaced is still here.
+pub(crate) fn status_writes(
+    server: &ApiServer,
+    namespace: &str,
+    name: &str,
+) -> Vec<(Instant, Value)> {
+    server
+        .seen_matching(
+            &Method::PATCH,
+            &format!("/namespaces/{namespace}/wasmautoscalers/{name}/status"),
+        )
+        .into_iter()
+        .filter(|s| s.status == 200)
+        .filter_map(|s| {
+            let body: Value = serde_json::from_str(&s.body).ok()?;
+            Some((s.at, body["status"].clone()))
+        })
+        .collect()
+}
+
 pub(crate) fn condition(
     server: &ApiServer,
     name: &str,
@@ -1020,10 +1041,8 @@ async fn scaling_with_a_configmap_policy(server: &ApiServer, port: u16, map: Val
         (replicas(server, "web") == 4).then_some(())
     })
     .await;
-    eventually("the policy's digest in status", WAIT, || {
-        status(server, "web")["policies"][0]["digest"]
-            .as_str()
-            .map(str::to_string)
+    eventually("the decider's digest in status", WAIT, || {
+        policy_digest(server, "web", "decider")
     })
     .await;
     op

@@ -7,11 +7,12 @@
 
 use std::time::{Duration, Instant};
 
-use axum::http::Method;
 use serde_json::{json, Value};
 use wasm_autoscaler_tests::apiserver::ApiServer;
 
-use crate::operator::{deployment, eventually, loopback_egress, replicas, start_with, NS, WAIT};
+use crate::operator::{
+    deployment, eventually, loopback_egress, replicas, start_with, status_writes, NS, WAIT,
+};
 use crate::prometheus::{prometheus, set_queue_depth};
 
 /// An autoscaler that may idle at zero: `queue` wakes it above 0.5, and the
@@ -99,15 +100,9 @@ async fn a_metric_wakes_the_target_from_zero_and_idleness_sends_it_back() {
     );
     // The next tick's status has no transition, so the writes are searched.
     let transition = eventually("floor's activation in a status write", WAIT, || {
-        server
-            .seen_matching(&Method::PATCH, "/wasmautoscalers/floor/status")
-            .iter()
-            .filter_map(|s| serde_json::from_str::<Value>(&s.body).ok())
-            .find_map(|b| {
-                b["status"]["lastDecision"]["transition"]
-                    .as_str()
-                    .map(str::to_string)
-            })
+        status_writes(&server, NS, "floor")
+            .into_iter()
+            .find_map(|(_, s)| s["lastDecision"]["transition"].as_str().map(str::to_string))
     })
     .await;
     assert!(transition.starts_with("activated: queue"), "{transition}");
